@@ -1,0 +1,95 @@
+"""Runs: per-query ranked lists, written and read in TREC format.
+
+A run is ``{qid: [hit, ...]}`` where a hit is anything with ``docid`` and ``score``
+(Pyserini's ``DenseSearchResult``, Lucene's ``JLuceneSearcherResult``, or our
+:class:`Hit`). :func:`order_run` puts every list in the total order of
+:mod:`pyserini_ext.search.ties`; :func:`write_trec_run` writes it so that
+trec_eval evaluates exactly that order.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Protocol, Sequence
+
+from pyserini_ext.data.readers import DataFormatError, open_text
+from pyserini_ext.search.ties import strictly_decreasing, total_order
+
+
+class ScoredDoc(Protocol):
+    docid: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Hit:
+    docid: str
+    score: float
+
+
+Run = Mapping[str, Sequence[ScoredDoc]]
+
+
+def order_hits(hits: Sequence[ScoredDoc], policy: str = "docid", seed: int = 0, qid: str = "",
+               k: int | None = None) -> list[Hit]:
+    docids = [h.docid for h in hits]
+    order = total_order(docids, [float(h.score) for h in hits], policy, seed, qid)
+    if k is not None:
+        order = order[:k]
+    return [Hit(docids[i], float(hits[i].score)) for i in order]
+
+
+def order_run(run: Run, policy: str = "docid", seed: int = 0, k: int | None = None) -> dict[str, list[Hit]]:
+    return {qid: order_hits(hits, policy, seed, qid, k) for qid, hits in run.items()}
+
+
+def run_as_dict(run: Run) -> dict[str, dict[str, float]]:
+    """pytrec_eval's run layout, with tied scores nudged apart so list order is kept."""
+    return {
+        qid: dict(zip((h.docid for h in hits), map(float, strictly_decreasing([h.score for h in hits]))))
+        for qid, hits in run.items()
+    }
+
+
+def write_trec_run(run: Run, path: Path | str, tag: str = "pyserini_ext") -> Path:
+    """Write ``run`` (lists already ordered) as ``qid Q0 docid rank score tag``.
+
+    Scores are written with ``repr`` (shortest exact round trip) after
+    :func:`strictly_decreasing`, so trec_eval's own (score, docno) sort gives back
+    the list order. The file is written to a temporary name and renamed, so an
+    interrupted write never leaves a truncated run behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for qid, hits in run.items():
+            for rank, (hit, score) in enumerate(zip(hits, strictly_decreasing([h.score for h in hits])), start=1):
+                f.write(f"{qid} Q0 {hit.docid} {rank} {score!r} {tag}\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_trec_run(path: Path | str) -> dict[str, list[Hit]]:
+    """Read a TREC run, keeping each query's lines in file order."""
+    path = Path(path)
+    run: dict[str, list[Hit]] = {}
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 6:
+                raise DataFormatError(path, lineno, "<row>", f"expected 6 columns (qid Q0 docid rank score tag), got {len(parts)}")
+            try:
+                score = float(parts[4])
+            except ValueError:
+                raise DataFormatError(path, lineno, "score", f"not a number: {parts[4]!r}") from None
+            run.setdefault(parts[0], []).append(Hit(parts[2], score))
+    return run
+
+
+def hits_from_pairs(pairs: Iterable[tuple[str, float]]) -> list[Hit]:
+    return [Hit(d, float(s)) for d, s in pairs]
