@@ -1,0 +1,29 @@
+# The README's two commands: `make demo` (reproduce the regression suite) and `make test`.
+# Both bootstrap .venv from nothing: torch first from the local CPU wheel (so nothing
+# pulls a CUDA build), then this package with its pinned ranges.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Real data is read in place from ../shared/data when it is there; otherwise named
+# datasets download from their official sources into ~/.cache/pyserini_ext/data.
+export PYSERINI_EXT_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+
+.PHONY: demo test install clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+demo: install
+	$(BIN)/pyserini-ext repro run --all
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) work

@@ -1,0 +1,179 @@
+"""``pyserini-ext <verb>``: repro, index, search, eval, encoders.
+
+The library logs; only this module prints. Every verb takes a name from a registry
+(searcher, dataset, encoder card, spec), never a hard-coded list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def _params(pairs: list[str]) -> dict:
+    params = {}
+    for pair in pairs or []:
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise SystemExit(f"--param expects key=value, got {pair!r}")
+        params[key] = yaml.safe_load(value)
+    return params
+
+
+def cmd_repro(args) -> int:
+    from pyserini_ext.repro.runner import commands, find_spec, format_table, run_spec, spec_paths
+
+    if args.action == "list":
+        for path in spec_paths():
+            spec = find_spec(str(path))
+            print(f"{spec.name:32s} {spec.dataset:14s} {', '.join(e.metric for e in spec.metrics)}")
+        return 0
+    if not args.all and not args.names:
+        raise SystemExit("repro run: give spec names or --all")
+    specs = [find_spec(str(p)) for p in spec_paths()] if args.all else [find_spec(n) for n in args.names]
+    if args.dry_run or args.display_commands:
+        for spec in specs:
+            print(f"# {spec.name}: {spec.description}")
+            for command in commands(spec, args.work):
+                print(command)
+            print()
+        if args.dry_run:
+            return 0
+    verdicts = []
+    for spec in specs:
+        print(f"running {spec.name} ...", file=sys.stderr, flush=True)
+        verdicts.extend(run_spec(spec, args.work, args.quiet))
+    print(format_table(verdicts))
+    failed = [v for v in verdicts if not v.passed]
+    print(f"\n{len(verdicts) - len(failed)}/{len(verdicts)} metrics pass" + (f"; {len(failed)} FAIL" if failed else ""))
+    return 1 if failed else 0
+
+
+def cmd_index(args) -> int:
+    from pyserini_ext.data.datasets import get_dataset
+    from pyserini_ext.repro.runner import work_dir
+    from pyserini_ext.search.pipelines import SEARCHERS
+
+    kind = SEARCHERS.get(args.searcher)
+    kind.build(get_dataset(args.dataset), kind.parse_params(_params(args.param)), args.work or work_dir(), args.quiet)
+    return 0
+
+
+def cmd_search(args) -> int:
+    from pyserini_ext.data.datasets import get_dataset
+    from pyserini_ext.repro.runner import search_topics, work_dir
+    from pyserini_ext.search.pipelines import SEARCHERS
+    from pyserini_ext.search.run import write_trec_run
+
+    kind = SEARCHERS.get(args.searcher)
+    dataset = get_dataset(args.dataset)
+    searcher = kind.build(dataset, kind.parse_params(_params(args.param)), args.work or work_dir(), args.quiet)
+    run = search_topics(searcher, dataset.topics(args.split), args.hits, args.remove_query, args.tie_policy, args.seed)
+    write_trec_run(run, args.output, tag=args.searcher)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from pyserini_ext.data.datasets import get_dataset
+    from pyserini_ext.data.readers import read_qrels
+    from pyserini_ext.eval.metrics import evaluate
+    from pyserini_ext.search.run import read_trec_run
+
+    if args.qrels:
+        qrels = read_qrels(args.qrels)
+    elif args.dataset:
+        qrels = get_dataset(args.dataset).qrels(args.split)
+    else:
+        raise SystemExit("eval: give --qrels FILE or --dataset NAME --split SPLIT")
+    results = evaluate(read_trec_run(args.run), qrels, args.metric, args.relevance_level)
+    for name, value in results.items():
+        print(f"{name}\t{value:.4f}")
+    return 0
+
+
+def cmd_encoders(args) -> int:
+    from pyserini_ext.encode.base import ENCODER_FAMILIES, card_names, load_card
+
+    if args.action == "families":
+        print("\n".join(ENCODER_FAMILIES.names()))
+        return 0
+    for name in card_names():
+        card = load_card(name)
+        print(f"{name:32s} {card.family.name:12s} {card.model.hub or card.model.path or card.model.python_package}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyserini-ext", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    def common(p, work=True):
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        if work:
+            p.add_argument("--work", type=Path, default=None, help="work folder for indexes and runs (default $PYSERINI_EXT_WORK or ./work)")
+
+    repro = sub.add_parser("repro", help="list or run regression specs (regressions/*.yaml)")
+    actions = repro.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="the specs, with dataset and metrics").set_defaults(func=cmd_repro)
+    p = actions.add_parser("run", help="run specs and print a verdict table; exit 1 on any FAIL")
+    p.add_argument("names", nargs="*", help="spec names (file stems) or paths")
+    p.add_argument("--all", action="store_true", help="run every spec")
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument("--display-commands", action="store_true", help="print the commands, then run")
+    common(p)
+    p.set_defaults(func=cmd_repro)
+
+    for verb, func, text in (("index", cmd_index, "build (or reuse) a searcher's index for a dataset"),
+                             ("search", cmd_search, "search a dataset's topics and write a TREC run")):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("searcher", help="a registered searcher (bm25, dense, ...)")
+        p.add_argument("--dataset", required=True, help="a named dataset, e.g. beir/scifact")
+        p.add_argument("--param", action="append", metavar="KEY=VALUE", help="searcher parameter (repeatable)")
+        if verb == "search":
+            p.add_argument("--split", required=True)
+            p.add_argument("--hits", type=int, default=1000)
+            p.add_argument("--remove-query", action="store_true", help="drop hits whose docid equals the qid")
+            p.add_argument("--tie-policy", default="docid", choices=["docid", "reverse", "shuffle"])
+            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--output", type=Path, required=True)
+        common(p)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("eval", help="evaluate a TREC run")
+    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--qrels", type=Path, help="a qrels file (TREC or BEIR .tsv)")
+    p.add_argument("--dataset", help="or a named dataset and --split")
+    p.add_argument("--split")
+    p.add_argument("-m", "--metric", action="append", required=True, help="e.g. nDCG@10, RR@10, R@100, MAP")
+    p.add_argument("--relevance-level", type=int, default=1, help="minimum grade counted relevant by binary metrics")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("encoders", help="list encoder cards or families")
+    p.add_argument("action", choices=["list", "families"], nargs="?", default="list")
+    p.set_defaults(func=cmd_encoders)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import pyserini_ext  # noqa: F401  (configures Java before any verb imports pyserini)
+
+    from pyserini_ext.registry import UnknownNameError
+
+    try:
+        return args.func(args)
+    except (UnknownNameError, FileNotFoundError, ValueError) as err:
+        print(f"pyserini-ext: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Encoder families (code) and encoder cards (data naming instances of a family).
+
+A *family* is the code for one kind of model (dense bi-encoder, TCT-ColBERT, ...):
+its query and document encoder classes and the options it understands. Families
+are registered by exact name in :data:`ENCODER_FAMILIES`, which other packages
+extend through the entry-point group ``pyserini_ext.encoders``.
+
+A *card* (``encoders/<name>.yaml``) names one instance: the family, where the
+weights come from, and the family's options. ``load_card("all-minilm-l6-v2")``
+reads and validates it; ``card.query_encoder()`` builds the encoder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import yaml
+
+from pyserini_ext.registry import Registry, UnknownNameError
+
+log = logging.getLogger(__name__)
+
+CARDS_ENV = "PYSERINI_EXT_CARDS"  # extra folders of cards, os.pathsep-separated
+BUILTIN_CARDS = Path(__file__).resolve().parents[2] / "encoders"
+
+
+class CardError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a checkpoint comes from, tried in this order: a local ``path``; a Python
+    package that ships the weights (``package.get_model_path()``); a hub id."""
+
+    hub: str | None = None
+    path: str | None = None
+    python_package: str | None = None
+
+    def resolve(self) -> str:
+        if self.path:
+            path = Path(os.path.expandvars(self.path)).expanduser()
+            if not path.exists():
+                raise FileNotFoundError(f"model path {path} does not exist")
+            return str(path)
+        if self.python_package:
+            try:
+                return str(importlib.import_module(self.python_package).get_model_path())
+            except ImportError:
+                if not self.hub:
+                    raise
+                log.info("%s not installed; loading %s from the hub", self.python_package, self.hub)
+        if not self.hub:
+            raise CardError("model source names neither a path, a python_package nor a hub id")
+        return self.hub
+
+
+@dataclass(frozen=True)
+class EncoderFamily:
+    """A model family: its option defaults and how to build each side's encoder."""
+
+    name: str
+    options: type  # a dataclass of the family's card options, with defaults
+    query_encoder: Callable[[str, Any], Any]  # (model path or hub id, options) -> QueryEncoder
+    document_encoder: Callable[[str, Any], Any]  # (model path or hub id, options) -> DocumentEncoder
+
+
+ENCODER_FAMILIES: Registry[EncoderFamily] = Registry("encoder family", "pyserini_ext.encoders")
+
+
+@dataclass(frozen=True)
+class EncoderCard:
+    name: str
+    family: EncoderFamily
+    model: ModelSource
+    options: Any
+    description: str = ""
+    path: Path | None = None
+
+    def query_encoder(self, **overrides):
+        return self.family.query_encoder(self.model.resolve(), dataclasses.replace(self.options, **overrides))
+
+    def document_encoder(self, **overrides):
+        return self.family.document_encoder(self.model.resolve(), dataclasses.replace(self.options, **overrides))
+
+
+def card_dirs() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get(CARDS_ENV, "").split(os.pathsep) if p]
+    return extra + [BUILTIN_CARDS]
+
+
+def card_names() -> list[str]:
+    return sorted({p.stem for d in card_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+
+
+def load_card(name_or_path: str | Path) -> EncoderCard:
+    """A card by exact name (searched in ``$PYSERINI_EXT_CARDS`` then ``encoders/``) or by path."""
+    path = Path(name_or_path)
+    if not path.suffix == ".yaml":
+        found = [d / f"{name_or_path}.yaml" for d in card_dirs() if (d / f"{name_or_path}.yaml").is_file()]
+        if not found:
+            raise UnknownNameError(f"unknown encoder {name_or_path!r}; registered: {', '.join(card_names()) or '(none)'}")
+        path = found[0]
+    return parse_card(path)
+
+
+def parse_card(path: Path) -> EncoderCard:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise CardError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise CardError(f"{path}: expected a mapping at the top level")
+    raw = dict(raw)
+    for key in ("family", "model"):
+        if key not in raw:
+            raise CardError(f"{path}: missing required key {key!r}")
+    family = ENCODER_FAMILIES.get(raw.pop("family"))
+    model_raw = raw.pop("model")
+    if isinstance(model_raw, str):
+        model_raw = {"hub": model_raw}
+    try:
+        model = ModelSource(**model_raw)
+    except TypeError as err:
+        raise CardError(f"{path}: key 'model': {err}") from None
+    name = raw.pop("name", path.stem)
+    description = raw.pop("description", "")
+    known = {f.name for f in dataclasses.fields(family.options)}
+    for key in raw:
+        if key not in known:
+            raise CardError(f"{path}: unknown key {key!r} for family {family.name!r}; known: {', '.join(sorted(known))}")
+    try:
+        options = family.options(**raw)
+    except (TypeError, ValueError) as err:
+        raise CardError(f"{path}: {err}") from None
+    return EncoderCard(name, family, model, options, description, path)
+
+
+def batches(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield start, items[start:start + size]
+
+
+def length_sorted(texts: list[str]) -> np.ndarray:
+    """Order that groups texts of similar length, so each batch pads little."""
+    return np.argsort([-len(t) for t in texts], kind="stable")
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the token vectors where ``mask`` is 1 (padding excluded)."""
+    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

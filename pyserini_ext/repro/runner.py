@@ -1,0 +1,127 @@
+"""Run regression specs end to end and give each metric a two-sided verdict.
+
+* ``OK``                   equal to ``expected`` at the spec's precision;
+* ``OK-within-tolerance``  off by no more than ``tolerance``;
+* ``IMPROVED``             above ``expected + tolerance``: passes, but the spec should be
+                           updated (an unexplained improvement is still a change);
+* ``FAIL``                 below ``expected - tolerance``.
+
+Work (indexes, runs) goes under a work folder, ``$PYSERINI_EXT_WORK`` or ``./work``;
+indexes are reused across specs and runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyserini_ext.data.datasets import get_dataset
+from pyserini_ext.eval.metrics import evaluate
+from pyserini_ext.repro.spec import Expectation, Spec, parse_spec
+from pyserini_ext.search.pipelines import SEARCHERS
+from pyserini_ext.search.run import order_run, write_trec_run
+
+log = logging.getLogger(__name__)
+
+REGRESSIONS_DIR = Path(__file__).resolve().parents[2] / "regressions"
+WORK_ENV = "PYSERINI_EXT_WORK"
+
+OK, WITHIN, IMPROVED, FAIL = "OK", "OK-within-tolerance", "IMPROVED", "FAIL"
+
+
+def work_dir() -> Path:
+    return Path(os.environ.get(WORK_ENV) or "work")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    spec: str
+    expectation: Expectation
+    measured: float
+
+    @property
+    def status(self) -> str:
+        e = self.expectation
+        if round(self.measured, e.precision) == round(e.expected, e.precision):
+            return OK
+        # A hair of slack so a difference equal to the tolerance is not failed by float noise.
+        if abs(self.measured - e.expected) <= e.tolerance + 1e-12:
+            return WITHIN
+        return IMPROVED if self.measured > e.expected else FAIL
+
+    @property
+    def passed(self) -> bool:
+        return self.status != FAIL
+
+
+def spec_paths(directory: Path = REGRESSIONS_DIR) -> list[Path]:
+    return sorted(directory.glob("*.yaml"))
+
+
+def find_spec(name_or_path: str, directory: Path = REGRESSIONS_DIR) -> Spec:
+    path = Path(name_or_path)
+    if path.suffix != ".yaml":
+        path = directory / f"{name_or_path}.yaml"
+        if not path.exists():
+            known = ", ".join(p.stem for p in spec_paths(directory))
+            raise FileNotFoundError(f"no regression spec {name_or_path!r} in {directory}; known: {known}")
+    return parse_spec(path)
+
+
+def commands(spec: Spec, workdir: Path | None = None) -> list[str]:
+    """The CLI commands that reproduce ``spec`` step by step."""
+    p = spec.pipeline
+    work = f"--work {workdir or work_dir()}"
+    params = "".join(f" --param {k}={v}" for k, v in p.params.items())
+    run_file = (workdir or work_dir()) / "runs" / f"{spec.name}.txt"
+    metrics = " ".join(f"-m {e.metric}" for e in spec.metrics)
+    return [
+        f"pyserini-ext index {p.searcher} --dataset {spec.dataset}{params} {work}",
+        f"pyserini-ext search {p.searcher} --dataset {spec.dataset} --split {spec.split}{params} --hits {p.hits} "
+        f"--tie-policy {p.tie_policy} --seed {p.seed}{' --remove-query' if p.remove_query else ''} "
+        f"--output {run_file} {work}",
+        f"pyserini-ext eval --dataset {spec.dataset} --split {spec.split} --run {run_file} {metrics} "
+        f"--relevance-level {spec.relevance_level}",
+    ]
+
+
+def run_spec(spec: Spec, workdir: Path | None = None, quiet: bool = False) -> list[Verdict]:
+    workdir = workdir or work_dir()
+    dataset = get_dataset(spec.dataset)
+    kind = SEARCHERS.get(spec.pipeline.searcher)
+    params = kind.parse_params(spec.pipeline.params)
+    topics, qrels = dataset.topics(spec.split), dataset.qrels(spec.split)
+    started = time.perf_counter()
+    searcher = kind.build(dataset, params, workdir, quiet)
+    run = search_topics(searcher, topics, spec.pipeline.hits, spec.pipeline.remove_query, spec.pipeline.tie_policy,
+                        spec.pipeline.seed)
+    write_trec_run(run, workdir / "runs" / f"{spec.name}.txt", tag=spec.name)
+    measured = evaluate(run, qrels, [e.metric for e in spec.metrics], spec.relevance_level)
+    log.info("%s: %s in %.0f s", spec.name, measured, time.perf_counter() - started)
+    return [Verdict(spec.name, e, measured[e.metric]) for e in spec.metrics]
+
+
+def search_topics(searcher, topics: dict[str, str], hits: int, remove_query: bool = False,
+                  tie_policy: str = "docid", seed: int = 0, threads: int = 2):
+    """Any searcher with Pyserini's ``batch_search`` over ``topics``, in the total order."""
+    qids = list(topics)
+    # One extra hit so removing the query's own docid still leaves ``hits``.
+    results = searcher.batch_search([topics[q] for q in qids], qids, hits + int(remove_query), threads)
+    if remove_query:
+        results = {q: [h for h in hs if h.docid != q] for q, hs in results.items()}
+    return order_run({q: results.get(q, []) for q in qids}, tie_policy, seed, k=hits)
+
+
+def format_table(verdicts: list[Verdict]) -> str:
+    rows = [("spec", "metric", "expected", "measured", "tolerance", "verdict")]
+    for v in verdicts:
+        e = v.expectation
+        rows.append((v.spec, e.metric, f"{e.expected:.{e.precision}f}", f"{v.measured:.{max(e.precision, 4)}f}",
+                     f"{e.tolerance:g}", v.status))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

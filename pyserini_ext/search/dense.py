@@ -1,0 +1,87 @@
+"""Dense retrieval over a Pyserini-layout FAISS index, with a total order on results.
+
+:class:`DenseSearcher` has the interface of Pyserini's ``FaissSearcher`` (``search``,
+``batch_search``, ``DenseSearchResult``), so it drops into Pyserini's
+``HybridSearcher``. Unlike ``FaissSearcher`` its result lists are totally ordered:
+FAISS returns tied scores in an order that depends on the index internals, and
+cuts a tie group at ``k`` arbitrarily; we fetch past the tie at the cut-off and
+order by score, then by the tie policy.
+
+``score_precision="float16"`` rounds scores to half precision, the precision an FP16
+matrix product on a GPU returns; it creates many ties, which is what the tie-policy
+ablation is about.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+from pyserini.search.faiss import DenseSearchResult
+
+from pyserini_ext.search.ties import check_policy, total_order
+
+SCORE_PRECISIONS = ("float32", "float16")
+
+
+class DenseSearcher:
+    def __init__(self, index_dir: Path | str, query_encoder, tie_policy: str = "docid", seed: int = 0,
+                 score_precision: str = "float32"):
+        index_dir = Path(index_dir)
+        self.index = faiss.read_index(str(index_dir / "index"))
+        with open(index_dir / "docid", encoding="utf-8") as f:
+            self.docids = [line.rstrip("\n") for line in f]
+        if len(self.docids) != self.index.ntotal:
+            raise ValueError(f"{index_dir}: {len(self.docids)} docids for {self.index.ntotal} vectors")
+        if score_precision not in SCORE_PRECISIONS:
+            raise ValueError(f"score_precision must be one of {SCORE_PRECISIONS}, got {score_precision!r}")
+        self.query_encoder = query_encoder
+        self.tie_policy, self.seed, self.score_precision = check_policy(tie_policy), seed, score_precision
+        self.dimension, self.num_docs = self.index.d, self.index.ntotal
+
+    def set_hnsw_ef_search(self, ef_search: int) -> None:
+        faiss.downcast_index(self.index).hnsw.efSearch = ef_search
+
+    def search(self, query: str | np.ndarray, k: int = 10, threads: int = 1) -> list[DenseSearchResult]:
+        qid = query if isinstance(query, str) else ""
+        return self._search(self._encode([query]) if isinstance(query, str) else np.atleast_2d(query), [qid], k,
+                            threads)[0]
+
+    def batch_search(self, queries: list[str] | np.ndarray, q_ids: list[str], k: int = 10,
+                     threads: int = 1) -> dict[str, list[DenseSearchResult]]:
+        embeddings = queries if isinstance(queries, np.ndarray) else self._encode(list(queries))
+        return dict(zip(q_ids, self._search(embeddings, q_ids, k, threads)))
+
+    def _encode(self, queries: list[str]) -> np.ndarray:
+        if hasattr(self.query_encoder, "encode_batch"):
+            return np.asarray(self.query_encoder.encode_batch(queries), dtype=np.float32)
+        return np.stack([self.query_encoder.encode(q) for q in queries]).astype(np.float32)
+
+    def _search(self, embeddings: np.ndarray, q_ids: list[str], k: int, threads: int) -> list[list[DenseSearchResult]]:
+        faiss.omp_set_num_threads(threads or os.cpu_count() or 1)
+        k = min(k, self.num_docs)
+        scores, ids = self._top(embeddings.astype(np.float32), k)
+        results = []
+        for qid, row_scores, row_ids in zip(q_ids, scores, ids):
+            keep = row_ids >= 0
+            row_scores, row_ids = row_scores[keep], row_ids[keep]
+            docids = [self.docids[i] for i in row_ids]
+            order = total_order(docids, row_scores, self.tie_policy, self.seed, qid)[:k]
+            results.append([DenseSearchResult(docids[i], float(row_scores[i])) for i in order])
+        return results
+
+    def _top(self, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top hits per query, extended until the k-th score's tie group is complete."""
+        fetch = min(self.num_docs, k + max(16, k // 10))
+        while True:
+            scores, ids = self.index.search(embeddings, fetch)
+            if self.score_precision == "float16":
+                scores = scores.astype(np.float16).astype(np.float32)
+            if fetch == self.num_docs or k == 0:
+                return scores, ids
+            # A tie group is cut if the last fetched score still equals the k-th one.
+            if not np.any(scores[:, fetch - 1] >= scores[:, k - 1]):
+                return scores, ids
+            fetch = min(self.num_docs, fetch * 2)

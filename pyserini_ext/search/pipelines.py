@@ -1,0 +1,108 @@
+"""Named first-stage searchers that a regression spec (or the CLI) can build from data.
+
+Each entry knows its parameters (a dataclass with defaults: an unknown key is an
+error) and how to build its index for a dataset under a work folder (reusing one
+that exists) and open a searcher on it. The CLI's ``index`` and ``search`` verbs and
+the regression runner all go through here. Other packages add searchers through the
+entry-point group ``pyserini_ext.searchers``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from pyserini_ext.data.datasets import Dataset
+from pyserini_ext.registry import Registry
+
+
+@dataclass(frozen=True)
+class SearcherType:
+    name: str
+    params: type  # dataclass of parameters with defaults
+    # (dataset, params, workdir, quiet) -> searcher with Pyserini's batch_search; builds
+    # the index under workdir first unless it is already there.
+    build: Callable[[Dataset, Any, Path, bool], Any]
+
+    def parse_params(self, raw: dict) -> Any:
+        known = {f.name for f in dataclasses.fields(self.params)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise KeyError(f"unknown parameter {unknown[0]!r} for searcher {self.name!r}; known: {', '.join(sorted(known))}")
+        return self.params(**raw)
+
+
+SEARCHERS: Registry[SearcherType] = Registry("searcher", "pyserini_ext.searchers")
+
+
+def slug(dataset: Dataset) -> str:
+    return dataset.name.replace("/", "-")
+
+
+# --- BM25 (Lucene via Anserini) -------------------------------------------------------
+
+@dataclass(frozen=True)
+class Bm25Params:
+    k1: float = 0.9  # Anserini's defaults
+    b: float = 0.4
+
+
+def bm25_index_dir(dataset: Dataset, workdir: Path) -> Path:
+    return workdir / "indexes" / f"{slug(dataset)}.lucene-flat"
+
+
+def build_bm25(dataset: Dataset, params: Bm25Params, workdir: Path, quiet: bool = False):
+    from pyserini.search.lucene import LuceneSearcher
+
+    from pyserini_ext.index.lucene import build_lucene_index
+
+    index_dir = build_lucene_index(dataset.docs(), bm25_index_dir(dataset, workdir), quiet=quiet)
+    searcher = LuceneSearcher(str(index_dir))
+    searcher.set_bm25(params.k1, params.b)
+    return searcher
+
+
+SEARCHERS.register("bm25", SearcherType("bm25", Bm25Params, build_bm25))
+
+
+# --- Dense (FAISS) -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DenseParams:
+    encoder: str = "all-minilm-l6-v2"  # an encoder card
+    index: str = "flat"  # flat | flat-fp16 | hnsw
+    score_precision: str = "float32"
+    hnsw_m: int = 32
+    ef_construction: int = 200
+    ef_search: int = 1000
+
+
+def dense_shards_dir(dataset: Dataset, params: DenseParams, workdir: Path) -> Path:
+    return workdir / "indexes" / f"{slug(dataset)}.{params.encoder}" / "shards"
+
+
+def dense_index_dir(dataset: Dataset, params: DenseParams, workdir: Path) -> Path:
+    return workdir / "indexes" / f"{slug(dataset)}.{params.encoder}" / params.index
+
+
+def build_dense(dataset: Dataset, params: DenseParams, workdir: Path, quiet: bool = False):
+    from pyserini_ext.encode.base import load_card
+    from pyserini_ext.index.dense import build_dense_index, encode_corpus
+    from pyserini_ext.search.dense import DenseSearcher
+
+    card = load_card(params.encoder)
+    index_dir = dense_index_dir(dataset, params, workdir)
+    if not (index_dir / "index").exists():
+        shards = encode_corpus(dataset.docs(), card.document_encoder(), dense_shards_dir(dataset, params, workdir),
+                               quiet=quiet)
+        hnsw = {"hnsw_m": params.hnsw_m, "ef_construction": params.ef_construction} if params.index == "hnsw" else {}
+        build_dense_index(shards, index_dir, params.index, **hnsw)
+    searcher = DenseSearcher(index_dir, card.query_encoder(), score_precision=params.score_precision)
+    if params.index == "hnsw":
+        searcher.set_hnsw_ef_search(params.ef_search)
+    return searcher
+
+
+SEARCHERS.register("dense", SearcherType("dense", DenseParams, build_dense))
