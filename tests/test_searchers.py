@@ -1,0 +1,86 @@
+"""Our dense index and searcher inside Pyserini's own FaissSearcher and HybridSearcher."""
+
+import numpy as np
+import pytest
+
+from pyserini_ext.data import get_dataset
+from pyserini_ext.encode.dense import DenseDocumentEncoder, DenseOptions, DenseQueryEncoder
+from pyserini_ext.index.dense import build_dense_index, encode_corpus, read_shards
+from pyserini_ext.index.lucene import build_lucene_index
+from pyserini_ext.search.dense import DenseSearcher
+
+N_DOCS = 64
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, minilm_path):
+    root = tmp_path_factory.mktemp("small")
+    docs = [d for _, d in zip(range(N_DOCS), get_dataset("beir/scifact").docs())]
+    options = DenseOptions(max_doc_length=256, max_query_length=256)
+    shards = encode_corpus(docs, DenseDocumentEncoder(minilm_path, options), root / "shards", shard_size=20, quiet=True)
+    return {
+        "docs": docs, "shards": shards,
+        "flat": build_dense_index(shards, root / "flat", "flat"),
+        "hnsw": build_dense_index(shards, root / "hnsw", "hnsw", hnsw_m=8),
+        "lucene": build_lucene_index(docs, root / "lucene", quiet=True),
+        "encoder": DenseQueryEncoder(minilm_path, options),
+        "queries": [d.title for d in docs[:5]],  # a title should find its own document
+    }
+
+
+def test_shards_resume_without_reencoding(small, tmp_path):
+    vectors, docids = read_shards(small["shards"])
+    assert vectors.shape == (N_DOCS, 384) and docids == [d.docid for d in small["docs"]]
+    assert sorted(p.name for p in small["shards"].glob("*.npy")) == [f"shard-0000{i}.npy" for i in range(4)]
+
+    class Refuses:  # every shard is on disk, so a rerun must not encode anything
+        def encode(self, *args, **kwargs):
+            raise AssertionError("re-encoded a finished shard")
+
+    encode_corpus(small["docs"], Refuses(), small["shards"], shard_size=20, quiet=True)
+
+
+def test_pyserini_faiss_searcher_reads_our_index_with_our_encoder(small):
+    from pyserini.search.faiss import FaissSearcher
+
+    theirs = FaissSearcher(str(small["flat"]), small["encoder"])
+    ours = DenseSearcher(small["flat"], small["encoder"])
+    qids = [f"q{i}" for i in range(len(small["queries"]))]
+    a = theirs.batch_search(small["queries"], qids, k=10)
+    b = ours.batch_search(small["queries"], qids, k=10)
+    for qid, doc in zip(qids, small["docs"]):
+        assert [h.docid for h in a[qid]] == [h.docid for h in b[qid]]
+        np.testing.assert_allclose([h.score for h in a[qid]], [h.score for h in b[qid]], rtol=1e-6)
+        assert b[qid][0].docid == doc.docid
+    assert ours.search(small["queries"][0], k=3)[0].docid == small["docs"][0].docid
+
+
+def test_hnsw_finds_the_same_top_hit(small):
+    searcher = DenseSearcher(small["hnsw"], small["encoder"])
+    searcher.set_hnsw_ef_search(64)
+    hits = searcher.batch_search(small["queries"], [str(i) for i in range(5)], k=5)
+    assert [hits[str(i)][0].docid for i in range(5)] == [d.docid for d in small["docs"][:5]]
+
+
+def test_inside_pyserini_hybrid_searcher(small):
+    from pyserini.search.hybrid import HybridSearcher
+    from pyserini.search.lucene import LuceneSearcher
+
+    dense = DenseSearcher(small["flat"], small["encoder"])
+    hybrid = HybridSearcher(dense, LuceneSearcher(str(small["lucene"])))
+    hits = hybrid.search(small["queries"][0], k0=10, k=5)
+    assert len(hits) == 5 and hits[0].docid == small["docs"][0].docid
+    batch = hybrid.batch_search(small["queries"], [str(i) for i in range(5)], k0=10, k=5)
+    assert [batch[str(i)][0].docid for i in range(5)] == [d.docid for d in small["docs"][:5]]
+
+
+def test_fp16_scores_tie_and_the_cut_keeps_whole_tie_groups(small):
+    qids = [str(i) for i in range(5)]
+    fp16 = DenseSearcher(small["flat"], small["encoder"], score_precision="float16")
+    full = fp16.batch_search(small["queries"], qids, k=N_DOCS)
+    for qid in qids:
+        scores = [h.score for h in full[qid]]
+        assert scores == sorted(scores, reverse=True)
+        assert all(float(np.float16(s)) == s for s in scores)
+        cut = fp16.batch_search(small["queries"], qids, k=10)[qid]
+        assert [h.docid for h in cut] == [h.docid for h in full[qid][:10]]  # same order as the full ranking
