@@ -65,7 +65,8 @@ def cmd_index(args) -> int:
 
 def cmd_search(args) -> int:
     from pyserini_ext.data.datasets import get_dataset
-    from pyserini_ext.repro.runner import search_topics, work_dir
+    from pyserini_ext.repro.runner import work_dir
+    from pyserini_ext.search.run import search_topics
     from pyserini_ext.search.pipelines import SEARCHERS
     from pyserini_ext.search.run import write_trec_run
 
@@ -165,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import pyserini_ext  # noqa: F401  (configures Java before any verb imports pyserini)
+
+    if getattr(args, "quiet", False):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
     from pyserini_ext.registry import UnknownNameError
 

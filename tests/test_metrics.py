@@ -44,15 +44,14 @@ def test_unknown_metric_is_named():
 @pytest.mark.e2e
 def test_same_numbers_as_pyserini_trec_eval(workdir, tmp_path):
     from pyserini_ext.data import get_dataset
-    from pyserini_ext.repro.runner import search_topics
     from pyserini_ext.search.pipelines import SEARCHERS, Bm25Params
-    from pyserini_ext.search.run import write_trec_run
+    from pyserini_ext.search.run import search_topics, write_trec_run
 
     cacm = get_dataset("cacm")
     searcher = SEARCHERS.get("bm25").build(cacm, Bm25Params(), workdir, True)
     run = search_topics(searcher, cacm.topics("all"), 1000)
     run_file = write_trec_run(run, tmp_path / "run.txt")
-    qrels_file = cacm._split("all")[1].resolve()
+    qrels_file = cacm.qrels_path("all")
     ours = evaluate(run, cacm.qrels("all"), ["MAP", "P@30", "nDCG@10", "R@100"])
     for metric, measure in (("MAP", "map"), ("P@30", "P.30"), ("nDCG@10", "ndcg_cut.10"), ("R@100", "recall.100")):
         out = subprocess.run([sys.executable, "-m", "pyserini.eval.trec_eval", "-c", "-m", measure, str(qrels_file),

@@ -142,7 +142,10 @@ class Dataset:
         return read_topics(self._split(split)[0].resolve())
 
     def qrels(self, split: str) -> Qrels:
-        return read_qrels(self._split(split)[1].resolve())
+        return read_qrels(self.qrels_path(split))
+
+    def qrels_path(self, split: str) -> Path:
+        return self._split(split)[1].resolve()
 
     def _split(self, split: str) -> tuple[LocalFile, LocalFile]:
         try:

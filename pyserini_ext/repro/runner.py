@@ -22,7 +22,7 @@ from pyserini_ext.data.datasets import get_dataset
 from pyserini_ext.eval.metrics import evaluate
 from pyserini_ext.repro.spec import Expectation, Spec, parse_spec
 from pyserini_ext.search.pipelines import SEARCHERS
-from pyserini_ext.search.run import order_run, write_trec_run
+from pyserini_ext.search.run import search_topics, write_trec_run
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +102,6 @@ def run_spec(spec: Spec, workdir: Path | None = None, quiet: bool = False) -> li
     measured = evaluate(run, qrels, [e.metric for e in spec.metrics], spec.relevance_level)
     log.info("%s: %s in %.0f s", spec.name, measured, time.perf_counter() - started)
     return [Verdict(spec.name, e, measured[e.metric]) for e in spec.metrics]
-
-
-def search_topics(searcher, topics: dict[str, str], hits: int, remove_query: bool = False,
-                  tie_policy: str = "docid", seed: int = 0, threads: int = 2):
-    """Any searcher with Pyserini's ``batch_search`` over ``topics``, in the total order."""
-    qids = list(topics)
-    # One extra hit so removing the query's own docid still leaves ``hits``.
-    results = searcher.batch_search([topics[q] for q in qids], qids, hits + int(remove_query), threads)
-    if remove_query:
-        results = {q: [h for h in hs if h.docid != q] for q, hs in results.items()}
-    return order_run({q: results.get(q, []) for q in qids}, tie_policy, seed, k=hits)
 
 
 def format_table(verdicts: list[Verdict]) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 from pyserini_ext.data.readers import DataFormatError, open_text
 from pyserini_ext.search.ties import strictly_decreasing, total_order
@@ -91,5 +91,12 @@ def read_trec_run(path: Path | str) -> dict[str, list[Hit]]:
     return run
 
 
-def hits_from_pairs(pairs: Iterable[tuple[str, float]]) -> list[Hit]:
-    return [Hit(d, float(s)) for d, s in pairs]
+def search_topics(searcher, topics: dict[str, str], hits: int, remove_query: bool = False,
+                  tie_policy: str = "docid", seed: int = 0, threads: int = 2):
+    """Any searcher with Pyserini's ``batch_search`` over ``topics``, in the total order."""
+    qids = list(topics)
+    # One extra hit so removing the query's own docid still leaves ``hits``.
+    results = searcher.batch_search([topics[q] for q in qids], qids, hits + int(remove_query), threads)
+    if remove_query:
+        results = {q: [h for h in hs if h.docid != q] for q, hs in results.items()}
+    return order_run({q: results.get(q, []) for q in qids}, tie_policy, seed, k=hits)
