@@ -1,6 +1,7 @@
 """Total order: hand-checked orders, and the written run evaluating in exactly that order."""
 
 import numpy as np
+import pytest
 import pytrec_eval
 
 from pyserini_ext.eval.metrics import evaluate
@@ -58,3 +59,15 @@ def test_tie_policies_change_metrics_on_a_tied_run():
     run = {"q": [Hit(f"d{j}", 1.0) for j in range(5)]}
     values = {p: evaluate(order_run(run, p, seed=3), qrels, ["RR@10"])["RR@10"] for p in ("docid", "reverse")}
     assert values == {"docid": 0.5, "reverse": 0.25}  # d0,d1,... versus d4,d3,d2,d1
+
+
+def test_bad_run_line_names_file_line_and_field(tmp_path):
+    from pyserini_ext.data import DataFormatError
+
+    path = tmp_path / "run.txt"
+    path.write_text("q Q0 d1 1 2.5 tag\nq Q0 d2 2 high tag\n")
+    with pytest.raises(DataFormatError, match=r"run.txt:2: field 'score': not a number: 'high'"):
+        read_trec_run(path)
+    path.write_text("q Q0 d1 1 2.5\n")
+    with pytest.raises(DataFormatError, match=r"run.txt:1: field '<row>': expected 6 columns"):
+        read_trec_run(path)

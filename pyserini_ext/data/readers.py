@@ -112,18 +112,25 @@ def read_beir_qrels(path: Path | str) -> Qrels:
     return qrels
 
 
-def read_trec_qrels(path: Path | str) -> Qrels:
-    """TREC qrels: ``qid iteration docid grade`` separated by whitespace."""
-    path = Path(path)
-    qrels: Qrels = {}
+def whitespace_rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of a whitespace-separated file whose rows have exactly ``columns``."""
     with open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
             parts = line.split()
             if not parts:
                 continue
-            if len(parts) != 4:
-                raise DataFormatError(path, lineno, "<row>", f"expected 4 columns (qid iter docid grade), got {len(parts)}")
-            qrels.setdefault(parts[0], {})[parts[2]] = _grade(path, lineno, parts[3])
+            if len(parts) != len(columns):
+                raise DataFormatError(path, lineno, "<row>",
+                                      f"expected {len(columns)} columns ({' '.join(columns)}), got {len(parts)}")
+            yield lineno, parts
+
+
+def read_trec_qrels(path: Path | str) -> Qrels:
+    """TREC qrels: ``qid iteration docid grade`` separated by whitespace."""
+    path = Path(path)
+    qrels: Qrels = {}
+    for lineno, (qid, _, docid, grade) in whitespace_rows(path, ("qid", "iter", "docid", "grade")):
+        qrels.setdefault(qid, {})[docid] = _grade(path, lineno, grade)
     return qrels
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
-from pyserini_ext.data.readers import DataFormatError, open_text
+from pyserini_ext.data.readers import DataFormatError, whitespace_rows
 from pyserini_ext.search.ties import strictly_decreasing, total_order
 
 
@@ -76,18 +76,11 @@ def read_trec_run(path: Path | str) -> dict[str, list[Hit]]:
     """Read a TREC run, keeping each query's lines in file order."""
     path = Path(path)
     run: dict[str, list[Hit]] = {}
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 6:
-                raise DataFormatError(path, lineno, "<row>", f"expected 6 columns (qid Q0 docid rank score tag), got {len(parts)}")
-            try:
-                score = float(parts[4])
-            except ValueError:
-                raise DataFormatError(path, lineno, "score", f"not a number: {parts[4]!r}") from None
-            run.setdefault(parts[0], []).append(Hit(parts[2], score))
+    for lineno, (qid, _, docid, _, score, _) in whitespace_rows(path, ("qid", "Q0", "docid", "rank", "score", "tag")):
+        try:
+            run.setdefault(qid, []).append(Hit(docid, float(score)))
+        except ValueError:
+            raise DataFormatError(path, lineno, "score", f"not a number: {score!r}") from None
     return run
 
 
