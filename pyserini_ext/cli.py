@@ -25,8 +25,11 @@ def _params(pairs: list[str]) -> dict:
 
 
 def cmd_repro(args) -> int:
-    from pyserini_ext.repro.runner import commands, find_spec, format_table, run_spec, spec_paths
+    from pyserini_ext.repro.runner import commands, find_spec, format_page, format_table, run_spec, spec_paths
 
+    if args.action == "page":
+        print(format_page([find_spec(str(p)) for p in spec_paths()]), end="")
+        return 0
     if args.action == "list":
         for path in spec_paths():
             spec = find_spec(str(path))
@@ -122,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     repro = sub.add_parser("repro", help="list or run regression specs (regressions/*.yaml)")
     actions = repro.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="the specs, with dataset and metrics").set_defaults(func=cmd_repro)
+    actions.add_parser("page", help="print the Markdown reproduction page (docs/reproductions.md)").set_defaults(
+        func=cmd_repro)
     p = actions.add_parser("run", help="run specs and print a verdict table; exit 1 on any FAIL")
     p.add_argument("names", nargs="*", help="spec names (file stems) or paths")
     p.add_argument("--all", action="store_true", help="run every spec")

@@ -83,3 +83,10 @@ def test_shipped_spec_reproduces(name, workdir):
     assert all(v.status in (OK, WITHIN) for v in verdicts), [(v.expectation.metric, v.measured, v.status) for v in verdicts]
     if name == "scifact-bm25-flat":  # Pyserini's two-click numbers, exactly
         assert [v.status for v in verdicts] == [OK, OK, OK]
+
+
+def test_reproduction_page_is_up_to_date():
+    from pyserini_ext.repro.runner import REGRESSIONS_DIR, format_page
+
+    page = (REGRESSIONS_DIR.parent / "docs" / "reproductions.md").read_text()
+    assert page == format_page([find_spec(str(p)) for p in spec_paths()]), "run: pyserini-ext repro page > docs/reproductions.md"
