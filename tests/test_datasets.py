@@ -35,17 +35,26 @@ def _zip_with_corpus(tmp_path):
 def test_download_verifies_archive_and_file_checksums(tmp_path, monkeypatch):
     monkeypatch.setenv("PYSERINI_EXT_DATA", str(tmp_path / "root"))
     archive, corpus_md5, zip_md5 = _zip_with_corpus(tmp_path)
-    file = LocalFile("tiny/corpus.jsonl", corpus_md5, Remote(archive.as_uri(), zip_md5, zip_prefix="tiny"))
+    file = LocalFile("tiny/corpus.jsonl", corpus_md5, Remote(archive.as_uri(), zip_md5, "tiny", "tiny"))
     path = file.resolve()
     assert path.read_bytes() == b'{"_id": "1", "title": "t", "text": "x"}\n'
-    assert (path.parent / "qrels" / "test.tsv").exists()  # siblings in the archive arrive too
+    qrels = path.parent / "qrels" / "test.tsv"
+    assert qrels.exists()  # siblings in the archive arrive too
+    # Asked for first, a file in a subfolder of the archive is found and checked against its own MD5.
+    monkeypatch.setenv("PYSERINI_EXT_DATA", str(tmp_path / "other-root"))
+    sibling = LocalFile("tiny/qrels/test.tsv", hashlib.md5(qrels.read_bytes()).hexdigest(), file.remote)
+    assert sibling.resolve().read_bytes() == qrels.read_bytes()
+    wrong = LocalFile("tiny/qrels/test.tsv", "f" * 32, file.remote)
+    monkeypatch.setenv("PYSERINI_EXT_DATA", str(tmp_path / "third-root"))
+    with pytest.raises(DatasetNotFoundError, match=r"checksum mismatch for qrels/test.tsv in file:"):
+        wrong.resolve()
 
 
 def test_bad_checksum_writes_nothing(tmp_path, monkeypatch):
     root = tmp_path / "root"
     monkeypatch.setenv("PYSERINI_EXT_DATA", str(root))
     archive, corpus_md5, _ = _zip_with_corpus(tmp_path)
-    file = LocalFile("tiny/corpus.jsonl", corpus_md5, Remote(archive.as_uri(), "0" * 32, zip_prefix="tiny"))
+    file = LocalFile("tiny/corpus.jsonl", corpus_md5, Remote(archive.as_uri(), "0" * 32, "tiny", "tiny"))
     with pytest.raises(DatasetNotFoundError, match="checksum mismatch"):
         file.resolve()
     assert not any(p.is_file() for p in root.rglob("*"))
@@ -53,6 +62,6 @@ def test_bad_checksum_writes_nothing(tmp_path, monkeypatch):
 
 def test_unreachable_source_names_url_and_checksum(tmp_path, monkeypatch):
     monkeypatch.setenv("PYSERINI_EXT_DATA", str(tmp_path))
-    file = LocalFile("x/corpus.jsonl", None, Remote((tmp_path / "nowhere.zip").as_uri(), "ab" * 16, zip_prefix="x"))
+    file = LocalFile("x/corpus.jsonl", None, Remote((tmp_path / "nowhere.zip").as_uri(), "ab" * 16, "x", "x"))
     with pytest.raises(DatasetNotFoundError, match=r"could not be downloaded.*MD5 abab"):
         file.resolve()

@@ -42,7 +42,9 @@ class Remote:
 
     url: str
     md5: str
-    zip_prefix: str | None = None  # set when ``url`` is a zip: the folder inside it to extract
+    # For a zip: the folder inside it to extract, and the folder under the data root it becomes.
+    zip_folder: str | None = None
+    unpack_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,19 +59,18 @@ class LocalFile:
     def path(self) -> Path:
         return data_root() / self.relpath
 
-    def resolve(self, download: bool = True) -> Path:
+    def resolve(self) -> Path:
+        """The file's path, downloading it first if it is missing and has a source."""
         path = self.path()
         if path.exists():
             return path
-        if self.remote is None or not download:
-            hint = self.how_to_get or (f"download {self.remote.url}" if self.remote else "")
+        if self.remote is None:
             raise DatasetNotFoundError(
                 f"{path} not found (looked under the data root {data_root()}, set by ${DATA_ROOT_ENV}). "
-                + (f"To fetch it: {hint}, or point ${DATA_ROOT_ENV} at a folder that has {self.relpath}."
-                   if hint else f"Point ${DATA_ROOT_ENV} at a folder that has {self.relpath}.")
+                f"To fetch it: {self.how_to_get or 'no public download is known'}; or point ${DATA_ROOT_ENV} "
+                f"at a folder that has {self.relpath}."
             )
-        fetch(self)
-        return path
+        return fetch(self)
 
 
 def md5sum(path: Path) -> str:
@@ -81,7 +82,11 @@ def md5sum(path: Path) -> str:
 
 
 def fetch(file: LocalFile) -> Path:
-    """Download ``file`` (or the zip holding it), verify checksums, move into place."""
+    """Download ``file`` (or the zip holding it), verify checksums, move into place.
+
+    Everything happens in a temporary folder beside the target; only verified files
+    are moved into the data root, so a failed download leaves nothing behind.
+    """
     remote = file.remote
     assert remote is not None
     target = file.path()
@@ -97,19 +102,19 @@ def fetch(file: LocalFile) -> Path:
                 f"(MD5 {remote.md5}) or point ${DATA_ROOT_ENV} at a folder that has {file.relpath}."
             ) from None
         _check_md5(download, remote.md5, remote.url)
-        if remote.zip_prefix is None:
-            if file.md5:
-                _check_md5(download, file.md5, str(target))
+        if remote.zip_folder is None:
             os.replace(download, target)
             return target
         with zipfile.ZipFile(download) as archive:
             archive.extractall(Path(tmp) / "unzipped")
-        unzipped = Path(tmp) / "unzipped" / remote.zip_prefix
+        unzipped = Path(tmp) / "unzipped" / remote.zip_folder
+        destination = data_root() / remote.unpack_to
+        member = unzipped / Path(file.relpath).relative_to(remote.unpack_to)
         if file.md5:
-            _check_md5(unzipped / target.name, file.md5, f"{target.name} in {remote.url}")
+            _check_md5(member, file.md5, f"{member.relative_to(unzipped)} in {remote.url}")
         # Move every file of the archive's folder, so sibling files (queries, qrels) arrive too.
         for src in sorted(unzipped.rglob("*")):
-            dst = target.parent / src.relative_to(unzipped)
+            dst = destination / src.relative_to(unzipped)
             if src.is_file() and not dst.exists():
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(src, dst)
@@ -158,16 +163,16 @@ def _anserini_tools(name: str, md5: str) -> LocalFile:
     return LocalFile(f"topics-and-qrels/{name}", md5, Remote(ANSERINI_TOOLS + name, md5))
 
 
+# MD5 of scifact.zip as published in the BEIR repository's dataset table.
+_SCIFACT_ZIP = Remote("https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/scifact.zip",
+                      "5f7d1de60b170fc8027bb7898e2efca1", zip_folder="scifact", unpack_to="beir/scifact")
+
+
 DATASETS: Registry[Dataset] = Registry("dataset")
 
 DATASETS.register("beir/scifact", Dataset(
     name="beir/scifact",
-    # MD5 of scifact.zip as published in the BEIR repository's dataset table.
-    corpus=LocalFile(
-        "beir/scifact/corpus.jsonl", "26537f8ae036fdb77d847ec4f7ac1858",
-        Remote("https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/scifact.zip",
-               "5f7d1de60b170fc8027bb7898e2efca1", zip_prefix="scifact"),
-    ),
+    corpus=LocalFile("beir/scifact/corpus.jsonl", "26537f8ae036fdb77d847ec4f7ac1858", _SCIFACT_ZIP),
     layout="beir",
     splits={
         # Pyserini's names for the BEIR test set (same queries and judgements as qrels/test.tsv).
@@ -176,8 +181,8 @@ DATASETS.register("beir/scifact", Dataset(
             _anserini_tools("qrels.beir-v1.0.0-scifact.test.txt", "2edf8f4c5cb2ebf9f4fd9a0b9a389133"),
         ),
         "train": (
-            LocalFile("beir/scifact/queries.jsonl", "846a4365aec1857489dd3dbc130f2c2e"),
-            LocalFile("beir/scifact/qrels/train.tsv", "345740844326320ff73e594322b51034"),
+            LocalFile("beir/scifact/queries.jsonl", "846a4365aec1857489dd3dbc130f2c2e", _SCIFACT_ZIP),
+            LocalFile("beir/scifact/qrels/train.tsv", "345740844326320ff73e594322b51034", _SCIFACT_ZIP),
         ),
     },
 ))
@@ -186,8 +191,8 @@ DATASETS.register("cacm", Dataset(
     name="cacm",
     corpus=LocalFile(
         "cacm/cacm.json", "f3f6e6964ed0e2f363427d36c23f2273",
-        how_to_get="take cacm.json (Pyserini JsonCollection of Anserini's CACM test collection, MD5 "
-                   "f3f6e6964ed0e2f363427d36c23f2273) from a Pyserini/Anserini checkout",
+        how_to_get="no public download of this file is known; take cacm.json (Pyserini's JsonCollection of "
+                   "Anserini's CACM test collection, MD5 f3f6e6964ed0e2f363427d36c23f2273) from a copy you have",
     ),
     layout="jsonl",
     splits={
