@@ -144,9 +144,9 @@ def parse_card(path: Path) -> EncoderCard:
     return EncoderCard(name, family, model, options, description, path)
 
 
-def batches(items: list, size: int):
+def batches(items, size: int):
     for start in range(0, len(items), size):
-        yield start, items[start:start + size]
+        yield items[start:start + size]
 
 
 def length_sorted(texts: list[str]) -> np.ndarray:

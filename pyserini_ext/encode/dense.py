@@ -52,7 +52,7 @@ class DenseModel:
     def embed(self, texts: list[str], max_length: int, batch_size: int = 32) -> np.ndarray:
         order = length_sorted(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start, idx in batches(order, batch_size):
+        for idx in batches(order, batch_size):
             inputs = self.tokenizer([texts[i] for i in idx], max_length=max_length, truncation=True,
                                     padding=True, return_tensors="pt").to(self.device)
             hidden = self.model(**inputs).last_hidden_state

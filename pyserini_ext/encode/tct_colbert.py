@@ -68,7 +68,7 @@ class TctColBertQueryEncoder(QueryEncoder):
         # Enough [MASK]s that truncation at query_length always fills the query to that length.
         texts = [o.query_prefix + q + self.net.tokenizer.mask_token * o.query_length for q in queries]
         out = []
-        for _, batch in batches(texts, o.batch_size):
+        for batch in batches(texts, o.batch_size):
             hidden, _ = self.net.forward(batch, o.query_length, padding=False)
             out.append(hidden[:, self.skip:].mean(dim=1).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.net.model.config.hidden_size), np.float32)
@@ -90,7 +90,7 @@ class TctColBertDocumentEncoder(DocumentEncoder):
             texts = [f"{title} {text}" for title, text in zip(titles, texts)]
         texts = [o.doc_prefix + t for t in texts]
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for _, idx in batches(length_sorted(texts), o.batch_size):
+        for idx in batches(length_sorted(texts), o.batch_size):
             hidden, mask = self.net.forward([texts[i] for i in idx], o.max_doc_length, padding="longest")
             out[idx] = masked_mean(hidden[:, self.skip:], mask[:, self.skip:]).float().cpu().numpy()
         return out

@@ -15,6 +15,7 @@ Index kinds:
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import logging
@@ -67,16 +68,16 @@ def encode_corpus(docs: Iterable[Document], encoder, shards_dir: Path | str, sha
                 parts.append(np.asarray(encoder.encode([d.text for d in part], titles=[d.title for d in part]),
                                         dtype=np.float32))
                 bar.update(len(part))
-            vectors = np.concatenate(parts)
-            _atomic_save(vectors_path, lambda f: np.save(f, vectors))
-            _atomic_save(docid_path, lambda f: f.write("".join(d.docid + "\n" for d in chunk).encode("utf-8")))
+            npy = io.BytesIO()
+            np.save(npy, np.concatenate(parts))
+            _atomic_write(vectors_path, npy.getvalue())
+            _atomic_write(docid_path, "".join(d.docid + "\n" for d in chunk).encode("utf-8"))
     return shards_dir
 
 
-def _atomic_save(path: Path, write) -> None:
+def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
+    tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
