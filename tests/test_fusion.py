@@ -91,3 +91,22 @@ def test_fusion_searcher_batches_and_validates():
         FusionSearcher([FixedSearcher({})] * 3, method="hybrid")
     with pytest.raises(ValueError, match="unknown fusion method"):
         FusionSearcher([FixedSearcher({})] * 2, method="combsum")
+
+
+@pytest.mark.e2e
+def test_real_hybrid_matches_pyserini_hybrid_searcher(workdir):
+    """BM25 + MiniLM on SciFact through Pyserini's HybridSearcher and through ours: same fused scores."""
+    from pyserini.search.hybrid import HybridSearcher
+
+    from pyserini_ext.data import get_dataset
+    from pyserini_ext.search.pipelines import SEARCHERS, Bm25Params, DenseParams
+
+    scifact = get_dataset("beir/scifact")
+    sparse = SEARCHERS.get("bm25").build(scifact, Bm25Params(), workdir, True)
+    dense = SEARCHERS.get("dense").build(scifact, DenseParams(), workdir, True)
+    topics = dict(list(scifact.topics("test").items())[:40])
+    qids, queries = list(topics), list(topics.values())
+    theirs = HybridSearcher(dense, sparse).batch_search(queries, qids, k0=100, k=100, alpha=0.1)
+    ours = FusionSearcher([sparse, dense], method="hybrid", depth=100, alpha=0.1).batch_search(queries, qids, k=100)
+    for qid in qids:
+        assert sorted(pairs(theirs[qid])) == sorted(pairs(ours[qid]))

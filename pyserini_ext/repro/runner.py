@@ -12,8 +12,10 @@ indexes are reused across specs and runs.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +77,7 @@ def commands(spec: Spec, workdir: Path | None = None) -> list[str]:
     """The CLI commands that reproduce ``spec`` step by step."""
     p = spec.pipeline
     work = f"--work {workdir or work_dir()}"
-    params = "".join(f" --param {k}={v}" for k, v in p.params.items())
+    params = "".join(f" --param {shlex.quote(f'{k}={_flow(v)}')}" for k, v in p.params.items())
     run_file = (workdir or work_dir()) / "runs" / f"{spec.name}.txt"
     metrics = " ".join(f"-m {e.metric}" for e in spec.metrics)
     return [
@@ -86,6 +88,11 @@ def commands(spec: Spec, workdir: Path | None = None) -> list[str]:
         f"pyserini-ext eval --dataset {spec.dataset} --split {spec.split} --run {run_file} {metrics} "
         f"--relevance-level {spec.relevance_level}",
     ]
+
+
+def _flow(value) -> str:
+    """A parameter value as ``--param`` reads it back (YAML): scalars bare, lists and maps as JSON."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
 def run_spec(spec: Spec, workdir: Path | None = None, quiet: bool = False) -> list[Verdict]:

@@ -106,3 +106,33 @@ def build_dense(dataset: Dataset, params: DenseParams, workdir: Path, quiet: boo
 
 
 SEARCHERS.register("dense", SearcherType("dense", DenseParams, build_dense))
+
+
+# --- Fusion of any registered searchers --------------------------------------------------
+
+@dataclass(frozen=True)
+class FusionParams:
+    searchers: tuple = ()  # [{searcher: NAME, params: {...}}, ...]; for "hybrid": [sparse, dense]
+    method: str = "rrf"  # hybrid | weighted | rrf
+    depth: int = 1000  # hits asked of each input searcher (HybridSearcher's k0)
+    alpha: float = 0.1  # hybrid: HybridSearcher's default
+    normalization: bool = False
+    weight_on_dense: bool = False
+    weights: tuple | None = None  # weighted: one per searcher (default all 1)
+    rrf_k: int = 60
+
+
+def build_fusion(dataset: Dataset, params: FusionParams, workdir: Path, quiet: bool = False):
+    from pyserini_ext.search.fusion import FusionSearcher
+
+    inputs = []
+    for i, sub in enumerate(params.searchers):
+        if not isinstance(sub, dict) or "searcher" not in sub or set(sub) - {"searcher", "params"}:
+            raise ValueError(f"fusion searchers[{i}]: expected {{searcher: NAME, params: {{...}}}}, got {sub!r}")
+        kind = SEARCHERS.get(sub["searcher"])
+        inputs.append(kind.build(dataset, kind.parse_params(sub.get("params") or {}), workdir, quiet))
+    return FusionSearcher(inputs, params.method, params.depth, params.alpha, params.normalization,
+                          params.weight_on_dense, params.weights, params.rrf_k)
+
+
+SEARCHERS.register("fusion", SearcherType("fusion", FusionParams, build_fusion))
