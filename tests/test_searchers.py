@@ -84,3 +84,45 @@ def test_fp16_scores_tie_and_the_cut_keeps_whole_tie_groups(small):
         assert all(float(np.float16(s)) == s for s in scores)
         cut = fp16.batch_search(small["queries"], qids, k=10)[qid]
         assert [h.docid for h in cut] == [h.docid for h in full[qid][:10]]  # same order as the full ranking
+
+
+def test_stored_vectors_lookup_across_shards(small):
+    from pyserini_ext.search.rerank import StoredVectors
+
+    vectors, docids = read_shards(small["shards"])
+    stored = StoredVectors(small["shards"])
+    wanted = docids[::-3] + ["not-a-docid"]
+    got, found = stored.lookup(wanted)
+    assert found == docids[::-3]  # unknown docids dropped, order kept
+    np.testing.assert_array_equal(got, vectors[[docids.index(d) for d in found]])
+
+
+def test_dense_rerank_equals_exact_search_over_the_same_candidates(small):
+    from pyserini.search.faiss import DenseSearchResult
+    from pyserini.search.lucene import LuceneSearcher
+
+    from pyserini_ext.search.rerank import DenseRerank, Retrieve, StoredVectors
+
+    exact = DenseSearcher(small["flat"], small["encoder"])  # FAISS over all documents
+    rerank = DenseRerank(StoredVectors(small["shards"]), small["encoder"])
+
+    class AllDocs:  # a first stage that returns every document: re-ranking them is exact search
+        def batch_search(self, queries, q_ids, k, threads=1):
+            return {q: [DenseSearchResult(d.docid, 0.0) for d in small["docs"]] for q in q_ids}
+
+    qids = [str(i) for i in range(5)]
+    ours = (Retrieve(AllDocs()) >> rerank).batch_search(small["queries"], qids, k=N_DOCS)
+    theirs = exact.batch_search(small["queries"], qids, k=N_DOCS)
+    for qid in qids:
+        assert [h.docid for h in ours[qid]] == [h.docid for h in theirs[qid]]
+        np.testing.assert_allclose([h.score for h in ours[qid]], [h.score for h in theirs[qid]], atol=1e-6)
+
+    bm25 = LuceneSearcher(str(small["lucene"]))
+    pipeline = Retrieve(bm25, depth=10) >> rerank
+    assert repr(pipeline) == "Retrieve(LuceneSearcher, depth=10) >> DenseRerank(DenseQueryEncoder)"
+    hits = pipeline.batch_search(small["queries"], qids, k=10)
+    for qid, query in zip(qids, small["queries"]):
+        candidates = {h.docid for h in bm25.search(query, 10)}
+        assert {h.docid for h in hits[qid]} == candidates
+        by_dense = {h.docid: h.score for h in theirs[qid]}
+        np.testing.assert_allclose([h.score for h in hits[qid]], [by_dense[h.docid] for h in hits[qid]], atol=1e-6)

@@ -81,13 +81,19 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def read_shards(shards_dir: Path | str) -> tuple[np.ndarray, list[str]]:
-    shards_dir = Path(shards_dir)
-    vectors, docids = [], []
+def shard_files(shards_dir: Path) -> list[tuple[Path, Path]]:
+    """(vectors, docids) file pairs of the finished shards, in order."""
+    files = []
     for i in itertools.count():
         vectors_path, docid_path = _shard_paths(shards_dir, i)
-        if not vectors_path.exists():
-            break
+        if not (vectors_path.exists() and docid_path.exists()):
+            return files
+        files.append((vectors_path, docid_path))
+
+
+def read_shards(shards_dir: Path | str) -> tuple[np.ndarray, list[str]]:
+    vectors, docids = [], []
+    for vectors_path, docid_path in shard_files(Path(shards_dir)):
         vectors.append(np.load(vectors_path))
         docids.extend(docid_path.read_text(encoding="utf-8").split("\n")[:-1])
     if not vectors:

@@ -122,17 +122,46 @@ class FusionParams:
     rrf_k: int = 60
 
 
+def build_nested(dataset: Dataset, sub, workdir: Path, quiet: bool, where: str):
+    """A searcher named inside another's parameters: ``{searcher: NAME, params: {...}}``."""
+    if not isinstance(sub, dict) or "searcher" not in sub or set(sub) - {"searcher", "params"}:
+        raise ValueError(f"{where}: expected {{searcher: NAME, params: {{...}}}}, got {sub!r}")
+    kind = SEARCHERS.get(sub["searcher"])
+    return kind.build(dataset, kind.parse_params(sub.get("params") or {}), workdir, quiet)
+
+
 def build_fusion(dataset: Dataset, params: FusionParams, workdir: Path, quiet: bool = False):
     from pyserini_ext.search.fusion import FusionSearcher
 
-    inputs = []
-    for i, sub in enumerate(params.searchers):
-        if not isinstance(sub, dict) or "searcher" not in sub or set(sub) - {"searcher", "params"}:
-            raise ValueError(f"fusion searchers[{i}]: expected {{searcher: NAME, params: {{...}}}}, got {sub!r}")
-        kind = SEARCHERS.get(sub["searcher"])
-        inputs.append(kind.build(dataset, kind.parse_params(sub.get("params") or {}), workdir, quiet))
+    inputs = [build_nested(dataset, sub, workdir, quiet, f"fusion searchers[{i}]")
+              for i, sub in enumerate(params.searchers)]
     return FusionSearcher(inputs, params.method, params.depth, params.alpha, params.normalization,
                           params.weight_on_dense, params.weights, params.rrf_k)
 
 
 SEARCHERS.register("fusion", SearcherType("fusion", FusionParams, build_fusion))
+
+
+# --- Re-ranking a first stage from stored vectors -------------------------------------------
+
+@dataclass(frozen=True)
+class RerankParams:
+    first_stage: Any = None  # {searcher: NAME, params: {...}}; default BM25
+    depth: int = 1000  # candidates taken from the first stage
+    encoder: str = "all-minilm-l6-v2"  # dense card whose stored document vectors re-score them
+
+
+def build_rerank(dataset: Dataset, params: RerankParams, workdir: Path, quiet: bool = False):
+    from pyserini_ext.encode.base import load_card
+    from pyserini_ext.index.dense import encode_corpus, shard_files
+    from pyserini_ext.search.rerank import DenseRerank, Retrieve, StoredVectors
+
+    first = build_nested(dataset, params.first_stage or {"searcher": "bm25"}, workdir, quiet, "rerank first_stage")
+    card = load_card(params.encoder)
+    shards = dense_shards_dir(dataset, DenseParams(encoder=params.encoder), workdir)
+    if not shard_files(shards):
+        encode_corpus(dataset.docs(), card.document_encoder(), shards, quiet=quiet)
+    return Retrieve(first, params.depth) >> DenseRerank(StoredVectors(shards), card.query_encoder())
+
+
+SEARCHERS.register("rerank", SearcherType("rerank", RerankParams, build_rerank))

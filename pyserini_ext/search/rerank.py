@@ -1,0 +1,129 @@
+"""Pipelines of stages, ``first_stage >> rerank``, and re-ranking from stored vectors.
+
+A *stage* maps ``(topics, run)`` to a new run. :class:`Retrieve` wraps any searcher
+with Pyserini's ``batch_search`` as a first stage; :class:`DenseRerank` re-scores a
+candidate list with a query vector against document vectors already on disk (looked
+up by docid, memory-mapped, no ANN search). Stages compose with ``>>``, and the
+composition is itself a searcher (``batch_search``), so it runs wherever a searcher
+does: in Python, in Pyserini's ``HybridSearcher``, or in a regression spec.
+
+    pipeline = Retrieve(bm25, depth=1000) >> DenseRerank(StoredVectors(shards), encoder)
+    run = pipeline.batch_search(queries, qids, k=1000)
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from pyserini_ext.search.run import Hit, order_hits
+
+Run = dict[str, list[Hit]]
+
+
+class Stage:
+    """Maps ``(topics, run)`` to a run; ``topics`` is ``{qid: text}``, lists in their final order."""
+
+    def transform(self, topics: Mapping[str, str], run: Run | None) -> Run:
+        raise NotImplementedError
+
+    def __rshift__(self, other: "Stage") -> "Sequential":
+        return Sequential([self, other])
+
+    def batch_search(self, queries: Sequence[str], q_ids: Sequence[str], k: int = 10, threads: int = 1) -> Run:
+        run = self.transform(dict(zip(q_ids, queries)), None)
+        return {qid: hits[:k] for qid, hits in run.items()}
+
+    def search(self, query: str, k: int = 10) -> list[Hit]:
+        return self.batch_search([query], [query], k)[query]
+
+
+class Sequential(Stage):
+    def __init__(self, stages: Sequence[Stage]):
+        self.stages = [s for stage in stages for s in (stage.stages if isinstance(stage, Sequential) else [stage])]
+
+    def transform(self, topics, run=None):
+        for stage in self.stages:
+            run = stage.transform(topics, run)
+        return run
+
+    def __repr__(self) -> str:
+        return " >> ".join(map(repr, self.stages))
+
+
+class Retrieve(Stage):
+    """First stage: ``depth`` hits per query from any searcher with ``batch_search``."""
+
+    def __init__(self, searcher, depth: int = 1000, threads: int = 1, tie_policy: str = "docid", seed: int = 0):
+        self.searcher, self.depth, self.threads, self.tie_policy, self.seed = searcher, depth, threads, tie_policy, seed
+
+    def transform(self, topics, run=None):
+        qids = list(topics)
+        results = self.searcher.batch_search([topics[q] for q in qids], qids, self.depth, self.threads)
+        return {q: order_hits(results.get(q, []), self.tie_policy, self.seed, q) for q in qids}
+
+    def __repr__(self) -> str:
+        return f"Retrieve({type(self.searcher).__name__}, depth={self.depth})"
+
+
+class StoredVectors:
+    """Document vectors by docid, memory-mapped from the shards :func:`encode_corpus` wrote.
+
+    Only the rows a query's candidates need are read from disk.
+    """
+
+    def __init__(self, shards_dir: Path | str):
+        from pyserini_ext.index.dense import shard_files
+
+        self.shards, self.row_of = [], {}
+        for shard, (vectors_path, docid_path) in enumerate(shard_files(Path(shards_dir))):
+            self.shards.append(np.load(vectors_path, mmap_mode="r"))
+            for row, docid in enumerate(docid_path.read_text(encoding="utf-8").split("\n")[:-1]):
+                self.row_of[docid] = (shard, row)
+        if not self.shards:
+            raise FileNotFoundError(f"no shards in {shards_dir}")
+        self.dim = self.shards[0].shape[1]
+
+    def __len__(self) -> int:
+        return len(self.row_of)
+
+    def lookup(self, docids: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+        """Vectors of the docids that are stored (in the given order), and those docids."""
+        found = [d for d in docids if d in self.row_of]
+        out = np.empty((len(found), self.dim), dtype=np.float32)
+        # Group by shard so each memory-mapped shard is read with one fancy-indexing call.
+        by_shard = sorted(range(len(found)), key=lambda i: self.row_of[found[i]])
+        for shard, members in itertools.groupby(by_shard, key=lambda i: self.row_of[found[i]][0]):
+            members = list(members)
+            out[members] = self.shards[shard][[self.row_of[found[i]][1] for i in members]]
+        return out, found
+
+
+class DenseRerank(Stage):
+    """Re-score each candidate by the inner product of the query vector and its stored vector.
+
+    Candidates without a stored vector are dropped (they cannot be scored); the
+    result keeps the total order (score, then tie policy).
+    """
+
+    def __init__(self, vectors: StoredVectors, query_encoder, tie_policy: str = "docid", seed: int = 0):
+        self.vectors, self.query_encoder, self.tie_policy, self.seed = vectors, query_encoder, tie_policy, seed
+
+    def transform(self, topics, run):
+        qids = [q for q in topics if q in run]
+        encode = getattr(self.query_encoder, "encode_batch", None)
+        texts = [topics[q] for q in qids]
+        queries = np.asarray(encode(texts) if encode else [self.query_encoder.encode(t) for t in texts], np.float32)
+        out = {}
+        for qid, query in zip(qids, queries):
+            vectors, docids = self.vectors.lookup([h.docid for h in run[qid]])
+            scores = vectors @ query
+            out[qid] = order_hits([Hit(d, float(s)) for d, s in zip(docids, scores)], self.tie_policy, self.seed, qid)
+        return out
+
+    def __repr__(self) -> str:
+        return f"DenseRerank({type(self.query_encoder).__name__})"
+
