@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 # Real data is read in place from ../shared/data when it is there; otherwise named
 # datasets download from their official sources into ~/.cache/pyserini_ext/data.
 export PYSERINI_EXT_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+export PYSERINI_EXT_MODELS ?= $(if $(wildcard ../shared/models),$(abspath ../shared/models),)
 
 .PHONY: demo test install clean
 

@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 if not os.environ.get("PYSERINI_EXT_DATA") and SHARED_DATA.is_dir():
     os.environ["PYSERINI_EXT_DATA"] = str(SHARED_DATA)
+if not os.environ.get("PYSERINI_EXT_MODELS") and (ROOT.parent / "shared" / "models").is_dir():
+    os.environ["PYSERINI_EXT_MODELS"] = str(ROOT.parent / "shared" / "models")
 
 # The machine's own Java and PATH, before pyserini_ext puts its Java 21 first on PATH.
 ORIGINAL_PATH = os.environ.get("PATH", "")

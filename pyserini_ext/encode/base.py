@@ -29,6 +29,7 @@ from pyserini_ext.registry import Registry, UnknownNameError
 log = logging.getLogger(__name__)
 
 CARDS_ENV = "PYSERINI_EXT_CARDS"  # extra folders of cards, os.pathsep-separated
+MODELS_ENV = "PYSERINI_EXT_MODELS"  # a folder of local checkpoints that cards name as ${PYSERINI_EXT_MODELS}/...
 BUILTIN_CARDS = Path(__file__).resolve().parents[2] / "encoders"
 
 
@@ -49,7 +50,8 @@ class ModelSource:
         if self.path:
             path = Path(os.path.expandvars(self.path)).expanduser()
             if not path.exists():
-                raise FileNotFoundError(f"model path {path} does not exist")
+                raise FileNotFoundError(f"model path {path} does not exist (from {self.path!r}; "
+                                        f"${MODELS_ENV} is {os.environ.get(MODELS_ENV)!r})")
             return str(path)
         if self.python_package:
             try:

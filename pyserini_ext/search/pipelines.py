@@ -108,6 +108,37 @@ def build_dense(dataset: Dataset, params: DenseParams, workdir: Path, quiet: boo
 SEARCHERS.register("dense", SearcherType("dense", DenseParams, build_dense))
 
 
+# --- Learned sparse (impact) search through Lucene ------------------------------------------
+
+@dataclass(frozen=True)
+class ImpactParams:
+    encoder: str = "splade-tiny"  # a SPLADE-family card
+
+
+def impact_root(dataset: Dataset, params: ImpactParams, workdir: Path) -> Path:
+    return workdir / "indexes" / f"{slug(dataset)}.{params.encoder}" / "impact-encoded"
+
+
+def build_impact(dataset: Dataset, params: ImpactParams, workdir: Path, quiet: bool = False):
+    from pyserini.search.lucene import LuceneImpactSearcher
+
+    from pyserini_ext.encode.base import load_card
+    from pyserini_ext.index.impact import build_impact_index, encode_impact_corpus
+
+    card = load_card(params.encoder)
+    root = impact_root(dataset, params, workdir)
+    index_dir = root.with_name("lucene-impact")
+    if not any(index_dir.glob("segments_*")):
+        encode_impact_corpus(dataset.docs(), card.document_encoder(), root, quiet=quiet)
+        build_impact_index(root, index_dir)
+    # min_idf=-1 keeps every query term the index has. Pyserini's default (0) silently drops
+    # terms that occur in every document (idf = log(N/df) = 0), which changes the scores.
+    return LuceneImpactSearcher(str(index_dir), card.query_encoder(), min_idf=-1)
+
+
+SEARCHERS.register("impact", SearcherType("impact", ImpactParams, build_impact))
+
+
 # --- Fusion of any registered searchers --------------------------------------------------
 
 @dataclass(frozen=True)

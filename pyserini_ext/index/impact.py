@@ -1,0 +1,105 @@
+"""Learned-sparse (impact) indexes: Anserini's JsonVectorCollection, indexed by Lucene.
+
+Encoding writes, per shard of documents, atomically and resumably:
+
+* ``collection/docs-NNNNN.jsonl``: ``{"id", "contents": "", "vector": {term: impact}}``,
+  what Anserini indexes with ``-impact -pretokenized``;
+* ``weights/weights-NNNNN.npz`` + ``.docid``: the float weights before quantisation
+  (SciPy CSR), for exact scoring outside Lucene and for re-ranking.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm import tqdm
+
+from pyserini_ext.data.readers import Document
+from pyserini_ext.encode.splade import as_term_dicts, quantize
+from pyserini_ext.index.lucene import run_anserini
+
+
+def _shard(root: Path, i: int) -> tuple[Path, Path, Path]:
+    return (root / "collection" / f"docs-{i:05d}.jsonl", root / "weights" / f"weights-{i:05d}.npz",
+            root / "weights" / f"weights-{i:05d}.docid")
+
+
+def encode_impact_corpus(docs: Iterable[Document], encoder, root: Path | str, shard_size: int = 2048,
+                         quiet: bool = False, progress_every: int = 256) -> Path:
+    """Encode ``docs`` with a SPLADE ``DocumentEncoder`` (it needs ``weights`` and ``options.quantization``)."""
+    root = Path(root)
+    (root / "collection").mkdir(parents=True, exist_ok=True)
+    (root / "weights").mkdir(parents=True, exist_ok=True)
+    docs = iter(docs)
+    with tqdm(desc=f"encoding {root.name}", unit="doc", disable=quiet) as bar:
+        for i in itertools.count():
+            chunk = list(itertools.islice(docs, shard_size))
+            if not chunk:
+                break
+            jsonl, npz, docid_path = _shard(root, i)
+            if jsonl.exists() and npz.exists() and docid_path.exists():
+                bar.update(len(chunk))
+                continue
+            parts = []
+            for start in range(0, len(chunk), progress_every):
+                part = chunk[start:start + progress_every]
+                parts.append(encoder.weights([d.text for d in part], [d.title for d in part]))
+                bar.update(len(part))
+            weights = sp.vstack(parts, format="csr")
+            vectors = as_term_dicts(quantize(weights, encoder.options.quantization), encoder.net.terms)
+            lines = "".join(json.dumps({"id": d.docid, "contents": "", "vector": v}, ensure_ascii=False) + "\n"
+                            for d, v in zip(chunk, vectors))
+            # Weights and docids first, the collection file last: its presence marks the shard done.
+            tmp = npz.with_name(npz.stem + ".tmp.npz")
+            sp.save_npz(tmp, weights.astype(np.float32))
+            os.replace(tmp, npz)
+            _write_atomic(docid_path, "".join(d.docid + "\n" for d in chunk))
+            _write_atomic(jsonl, lines)
+    return root
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_impact_weights(root: Path | str) -> tuple[sp.csr_matrix, list[str]]:
+    """All float weights (CSR, one row per document) and the docids, in collection order."""
+    root = Path(root)
+    matrices, docids = [], []
+    for i in itertools.count():
+        _, npz, docid_path = _shard(root, i)
+        if not npz.exists():
+            break
+        matrices.append(sp.load_npz(npz))
+        docids.extend(docid_path.read_text(encoding="utf-8").split("\n")[:-1])
+    if not matrices:
+        raise FileNotFoundError(f"no encoded shards under {root}")
+    return sp.vstack(matrices, format="csr"), docids
+
+
+def build_impact_index(root: Path | str, index_dir: Path | str, threads: int = 1) -> Path:
+    """Index ``root/collection`` with Anserini (``-impact -pretokenized``), atomically."""
+    index_dir = Path(index_dir)
+    if any(index_dir.glob("segments_*")):
+        return index_dir
+    partial = index_dir.with_name(index_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    run_anserini("io.anserini.index.IndexCollection", [
+        "-collection", "JsonVectorCollection",
+        "-generator", "DefaultLuceneDocumentGenerator",
+        "-input", str(Path(root) / "collection"),
+        "-index", str(partial),
+        "-threads", str(threads),
+        "-impact", "-pretokenized",
+    ])
+    partial.rename(index_dir)
+    return index_dir
