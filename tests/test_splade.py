@@ -10,6 +10,7 @@ from pyserini_ext.data import get_dataset
 from pyserini_ext.encode.base import load_card
 from pyserini_ext.encode.splade import as_term_dicts, quantize
 from pyserini_ext.index.impact import build_impact_index, encode_impact_corpus, read_impact_weights
+from pyserini_ext.search.rerank import ImpactRerank, Retrieve, StoredImpacts
 from pyserini_ext.search.run import Hit, order_hits
 
 N_DOCS = 300
@@ -99,3 +100,10 @@ def test_lucene_impact_search_equals_sparse_dot_product(splade, sample, tmp_path
         reference = order_hits([Hit(d, s) for d, s in zip(docids, exact_int[i]) if s > 0])
         assert hits == reference
         assert np.all(np.abs(exact_int[i] / factor**2 - exact_float[i]) <= bound[i] + 1e-6)
+
+    # Re-ranking Lucene's candidates from the stored impacts gives Lucene's scores back.
+    rerank = Retrieve(LuceneImpactSearcher(str(index), query_encoder, min_idf=-1), depth=50) >> ImpactRerank(
+        StoredImpacts(root, factor), query_encoder, factor)
+    reranked = rerank.batch_search(texts, qids, k=50)
+    for qid in qids:
+        assert reranked[qid] == order_hits([Hit(h.docid, round(h.score)) for h in lucene[qid]][:50])

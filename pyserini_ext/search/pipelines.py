@@ -87,16 +87,35 @@ def dense_index_dir(dataset: Dataset, params: DenseParams, workdir: Path) -> Pat
     return workdir / "indexes" / f"{slug(dataset)}.{params.encoder}" / params.index
 
 
+def _encode_dense(dataset: Dataset, card, shards: Path, quiet: bool) -> Path:
+    """The dataset's dense vectors under ``shards``, encoding whatever is not there yet."""
+    from pyserini_ext.index.dense import encode_corpus
+
+    if not (shards / "complete").exists():
+        encode_corpus(dataset.docs(), card.document_encoder(), shards, quiet=quiet)
+        (shards / "complete").touch()
+    return shards
+
+
+def _encode_impacts(dataset: Dataset, card, root: Path, quiet: bool) -> Path:
+    """The dataset's SPLADE impacts and weights under ``root``, encoding whatever is not there yet."""
+    from pyserini_ext.index.impact import encode_impact_corpus
+
+    if not (root / "complete").exists():
+        encode_impact_corpus(dataset.docs(), card.document_encoder(), root, quiet=quiet)
+        (root / "complete").touch()
+    return root
+
+
 def build_dense(dataset: Dataset, params: DenseParams, workdir: Path, quiet: bool = False):
     from pyserini_ext.encode.base import load_card
-    from pyserini_ext.index.dense import build_dense_index, encode_corpus
+    from pyserini_ext.index.dense import build_dense_index
     from pyserini_ext.search.dense import DenseSearcher
 
     card = load_card(params.encoder)
     index_dir = dense_index_dir(dataset, params, workdir)
     if not (index_dir / "index").exists():
-        shards = encode_corpus(dataset.docs(), card.document_encoder(), dense_shards_dir(dataset, params, workdir),
-                               quiet=quiet)
+        shards = _encode_dense(dataset, card, dense_shards_dir(dataset, params, workdir), quiet)
         hnsw = {"hnsw_m": params.hnsw_m, "ef_construction": params.ef_construction} if params.index == "hnsw" else {}
         build_dense_index(shards, index_dir, params.index, **hnsw)
     searcher = DenseSearcher(index_dir, card.query_encoder(), score_precision=params.score_precision)
@@ -123,14 +142,13 @@ def build_impact(dataset: Dataset, params: ImpactParams, workdir: Path, quiet: b
     from pyserini.search.lucene import LuceneImpactSearcher
 
     from pyserini_ext.encode.base import load_card
-    from pyserini_ext.index.impact import build_impact_index, encode_impact_corpus
+    from pyserini_ext.index.impact import build_impact_index
 
     card = load_card(params.encoder)
     root = impact_root(dataset, params, workdir)
     index_dir = root.with_name("lucene-impact")
     if not any(index_dir.glob("segments_*")):
-        encode_impact_corpus(dataset.docs(), card.document_encoder(), root, quiet=quiet)
-        build_impact_index(root, index_dir)
+        build_impact_index(_encode_impacts(dataset, card, root, quiet), index_dir)
     # min_idf=-1 keeps every query term the index has. Pyserini's default (0) silently drops
     # terms that occur in every document (idf = log(N/df) = 0), which changes the scores.
     return LuceneImpactSearcher(str(index_dir), card.query_encoder(), min_idf=-1)
@@ -179,20 +197,25 @@ SEARCHERS.register("fusion", SearcherType("fusion", FusionParams, build_fusion))
 class RerankParams:
     first_stage: Any = None  # {searcher: NAME, params: {...}}; default BM25
     depth: int = 1000  # candidates taken from the first stage
-    encoder: str = "all-minilm-l6-v2"  # dense card whose stored document vectors re-score them
+    encoder: str = "all-minilm-l6-v2"  # a dense or SPLADE card whose stored document representations re-score them
 
 
 def build_rerank(dataset: Dataset, params: RerankParams, workdir: Path, quiet: bool = False):
     from pyserini_ext.encode.base import load_card
-    from pyserini_ext.index.dense import encode_corpus, shard_files
-    from pyserini_ext.search.rerank import DenseRerank, Retrieve, StoredVectors
+    from pyserini_ext.search.rerank import DenseRerank, ImpactRerank, Retrieve, StoredImpacts, StoredVectors
 
     first = build_nested(dataset, params.first_stage or {"searcher": "bm25"}, workdir, quiet, "rerank first_stage")
     card = load_card(params.encoder)
-    shards = dense_shards_dir(dataset, DenseParams(encoder=params.encoder), workdir)
-    if not shard_files(shards):
-        encode_corpus(dataset.docs(), card.document_encoder(), shards, quiet=quiet)
-    return Retrieve(first, params.depth) >> DenseRerank(StoredVectors(shards), card.query_encoder())
+    if card.family.name == "splade":
+        root = impact_root(dataset, ImpactParams(params.encoder), workdir)
+        _encode_impacts(dataset, card, root, quiet)
+        quantization = card.options.quantization
+        stage = ImpactRerank(StoredImpacts(root, quantization), card.query_encoder(), quantization)
+    else:
+        shards = _encode_dense(dataset, card, dense_shards_dir(dataset, DenseParams(encoder=params.encoder), workdir),
+                               quiet)
+        stage = DenseRerank(StoredVectors(shards), card.query_encoder())
+    return Retrieve(first, params.depth) >> stage
 
 
 SEARCHERS.register("rerank", SearcherType("rerank", RerankParams, build_rerank))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -70,7 +70,7 @@ class Retrieve(Stage):
 
 
 class StoredVectors:
-    """Document vectors by docid, memory-mapped from the shards :func:`encode_corpus` wrote.
+    """Dense document vectors by docid, memory-mapped from the shards :func:`encode_corpus` wrote.
 
     Only the rows a query's candidates need are read from disk.
     """
@@ -101,29 +101,71 @@ class StoredVectors:
             out[members] = self.shards[shard][[self.row_of[found[i]][1] for i in members]]
         return out, found
 
+    def score(self, query: np.ndarray, docids: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+        vectors, found = self.lookup(docids)
+        return vectors @ query, found
 
-class DenseRerank(Stage):
-    """Re-score each candidate by the inner product of the query vector and its stored vector.
 
-    Candidates without a stored vector are dropped (they cannot be scored); the
+class StoredImpacts:
+    """Integer impacts by docid, from the float weights :func:`encode_impact_corpus` stored
+    (quantised with the same factor as the impact index, so scores equal Lucene's)."""
+
+    def __init__(self, root: Path | str, quantization: float):
+        from pyserini_ext.encode.splade import quantize
+        from pyserini_ext.index.impact import read_impact_weights
+
+        weights, docids = read_impact_weights(root)
+        self.impacts = quantize(weights, quantization).tocsr()
+        self.row_of = {d: i for i, d in enumerate(docids)}
+
+    def __len__(self) -> int:
+        return len(self.row_of)
+
+    def score(self, query, docids: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+        found = [d for d in docids if d in self.row_of]
+        rows = self.impacts[[self.row_of[d] for d in found]]
+        return np.asarray((rows @ query.T).todense()).ravel().astype(np.float64), found
+
+
+class Rerank(Stage):
+    """Re-score each candidate against its stored representation (``store.score``).
+
+    Candidates the store does not have are dropped (they cannot be scored); the
     result keeps the total order (score, then tie policy).
     """
 
-    def __init__(self, vectors: StoredVectors, query_encoder, tie_policy: str = "docid", seed: int = 0):
-        self.vectors, self.query_encoder, self.tie_policy, self.seed = vectors, query_encoder, tie_policy, seed
+    def __init__(self, store, encode_queries: Callable[[list[str]], Any], name: str,
+                 tie_policy: str = "docid", seed: int = 0):
+        self.store, self.encode_queries, self.name = store, encode_queries, name
+        self.tie_policy, self.seed = tie_policy, seed
 
     def transform(self, topics, run):
         qids = [q for q in topics if q in run]
-        encode = getattr(self.query_encoder, "encode_batch", None)
-        texts = [topics[q] for q in qids]
-        queries = np.asarray(encode(texts) if encode else [self.query_encoder.encode(t) for t in texts], np.float32)
+        queries = self.encode_queries([topics[q] for q in qids])
         out = {}
-        for qid, query in zip(qids, queries):
-            vectors, docids = self.vectors.lookup([h.docid for h in run[qid]])
-            scores = vectors @ query
+        for i, qid in enumerate(qids):
+            scores, docids = self.store.score(queries[i], [h.docid for h in run[qid]])
             out[qid] = order_hits([Hit(d, float(s)) for d, s in zip(docids, scores)], self.tie_policy, self.seed, qid)
         return out
 
     def __repr__(self) -> str:
-        return f"DenseRerank({type(self.query_encoder).__name__})"
+        return self.name
 
+
+def DenseRerank(vectors: StoredVectors, query_encoder, **order) -> Rerank:
+    """Inner product of the query vector with each candidate's stored dense vector."""
+    def encode(texts):
+        if hasattr(query_encoder, "encode_batch"):
+            return np.asarray(query_encoder.encode_batch(texts), np.float32)
+        return np.asarray([query_encoder.encode(t) for t in texts], np.float32)
+
+    return Rerank(vectors, encode, f"DenseRerank({type(query_encoder).__name__})", **order)
+
+
+def ImpactRerank(impacts: StoredImpacts, query_encoder, quantization: float, **order) -> Rerank:
+    """Sparse dot product of the query's impacts with each candidate's stored impacts
+    (what Lucene's impact search computes, restricted to the candidates)."""
+    from pyserini_ext.encode.splade import quantize
+
+    return Rerank(impacts, lambda texts: quantize(query_encoder.weights(texts), quantization),
+                  f"ImpactRerank({type(query_encoder).__name__})", **order)
