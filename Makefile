@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 export PYSERINI_EXT_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export PYSERINI_EXT_MODELS ?= $(if $(wildcard ../shared/models),$(abspath ../shared/models),)
 
-.PHONY: demo test install clean
+.PHONY: demo test bench install clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,9 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/rerank_latency.py
 
 clean:
 	rm -rf $(VENV) work
