@@ -100,6 +100,18 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_fuse(args) -> int:
+    from pyserini_ext.search.fusion import fuse_runs
+    from pyserini_ext.search.run import order_run, read_trec_run, write_trec_run
+
+    runs = [order_run(read_trec_run(path), args.tie_policy, args.seed) for path in args.run]
+    fused = fuse_runs(runs, args.method, args.hits, args.alpha, args.normalization, args.weight_on_dense,
+                      args.weights, args.rrf_k, args.depth, args.tie_policy, args.seed)
+    write_trec_run(fused, args.output, tag=f"fusion-{args.method}")
+    print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_encoders(args) -> int:
     from pyserini_ext.encode.base import ENCODER_FAMILIES, card_names, load_card
 
@@ -159,6 +171,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--metric", action="append", required=True, help="e.g. nDCG@10, RR@10, R@100, MAP")
     p.add_argument("--relevance-level", type=int, default=1, help="minimum grade counted relevant by binary metrics")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("fuse", help="fuse two or more TREC runs (RRF, weighted sum, HybridSearcher interpolation)")
+    p.add_argument("--run", type=Path, action="append", required=True, help="a TREC run (repeat; hybrid: sparse first)")
+    p.add_argument("--method", choices=["rrf", "weighted", "hybrid"], default="rrf")
+    p.add_argument("--rrf-k", type=int, default=60)
+    p.add_argument("--weights", type=float, nargs="+", help="weighted: one per run")
+    p.add_argument("--alpha", type=float, default=0.1, help="hybrid: weight on the sparse (or dense) score")
+    p.add_argument("--normalization", action="store_true", help="hybrid: centre and scale each list")
+    p.add_argument("--weight-on-dense", action="store_true", help="hybrid: alpha weighs the dense score")
+    p.add_argument("--depth", type=int, help="hits read from each run (default all)")
+    p.add_argument("--hits", type=int, default=1000)
+    p.add_argument("--tie-policy", default="docid", choices=["docid", "reverse", "shuffle"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", type=Path, required=True)
+    p.set_defaults(func=cmd_fuse)
 
     p = sub.add_parser("encoders", help="list encoder cards or families")
     p.add_argument("action", choices=["list", "families"], nargs="?", default="list")

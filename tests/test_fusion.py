@@ -110,3 +110,20 @@ def test_real_hybrid_matches_pyserini_hybrid_searcher(workdir):
     ours = FusionSearcher([sparse, dense], method="hybrid", depth=100, alpha=0.1).batch_search(queries, qids, k=100)
     for qid in qids:
         assert sorted(pairs(theirs[qid])) == sorted(pairs(ours[qid]))
+
+
+def test_fuse_run_files_from_the_cli(tmp_path):
+    import subprocess
+    import sys
+
+    from pyserini_ext.search.fusion import fuse_runs
+    from pyserini_ext.search.run import read_trec_run, write_trec_run
+
+    a = write_trec_run({"q": A, "only-a": [Hit("z", 1.0)]}, tmp_path / "a.txt")
+    b = write_trec_run({"q": B}, tmp_path / "b.txt")
+    out = subprocess.run([sys.executable, "-m", "pyserini_ext", "fuse", "--run", str(a), "--run", str(b),
+                          "--output", str(tmp_path / "fused.txt")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    fused = read_trec_run(tmp_path / "fused.txt")
+    assert [h.docid for h in fused["q"]] == ["d1", "d3", "d2", "d4"] and [h.docid for h in fused["only-a"]] == ["z"]
+    assert fuse_runs([{"q": A}, {"q": B}], "rrf")["q"] == reciprocal_rank_fusion([A, B])

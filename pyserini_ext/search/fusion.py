@@ -17,7 +17,7 @@ order of :mod:`pyserini_ext.search.ties`.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from pyserini_ext.search.run import Hit, ScoredDoc, order_hits
 
@@ -78,29 +78,47 @@ class FusionSearcher:
     def __init__(self, searchers: Sequence, method: str = "rrf", depth: int = 1000, alpha: float = 0.1,
                  normalization: bool = False, weight_on_dense: bool = False, weights: Sequence[float] | None = None,
                  rrf_k: int = RRF_K, tie_policy: str = "docid", seed: int = 0):
-        if method not in FUSION_METHODS:
-            raise ValueError(f"unknown fusion method {method!r}; choose one of {', '.join(FUSION_METHODS)}")
-        if len(searchers) < 2 or (method == "hybrid" and len(searchers) != 2):
-            raise ValueError(f"fusion {method!r} needs {'exactly' if method == 'hybrid' else 'at least'} 2 searchers")
+        _check(method, len(searchers), "searchers")
         self.searchers, self.method, self.depth = list(searchers), method, depth
         self.alpha, self.normalization, self.weight_on_dense = alpha, normalization, weight_on_dense
         self.weights = list(weights) if weights is not None else [1.0] * len(self.searchers)
         self.rrf_k, self.tie_policy, self.seed = rrf_k, tie_policy, seed
 
-    def fuse(self, lists: Sequence[Sequence[ScoredDoc]], k: int, qid: str = "") -> list[Hit]:
-        order = {"tie_policy": self.tie_policy, "seed": self.seed, "qid": qid, "k": k}
-        if self.method == "hybrid":
-            return hybrid_interpolation(lists[0], lists[1], self.alpha, self.normalization, self.weight_on_dense,
-                                        **order)
-        if self.method == "weighted":
-            return weighted_sum(lists, self.weights, **order)
-        return reciprocal_rank_fusion(lists, self.rrf_k, **order)
-
     def search(self, query: str, k: int = 10) -> list[Hit]:
-        return self.fuse([s.search(query, self.depth) for s in self.searchers], k, query)
+        return self.batch_search([query], [query], k)[query]
 
     def batch_search(self, queries: list[str], q_ids: list[str], k: int = 10, threads: int = 1) -> dict[str, list[Hit]]:
         results = [s.batch_search(queries, q_ids, self.depth, threads) for s in self.searchers]
         # Each input list in its own total order first, so RRF ranks do not depend on the backend.
-        return {qid: self.fuse([order_hits(r.get(qid, []), self.tie_policy, self.seed, qid) for r in results], k, qid)
-                for qid in q_ids}
+        runs = [{qid: order_hits(r.get(qid, []), self.tie_policy, self.seed, qid) for qid in q_ids} for r in results]
+        return fuse_runs(runs, self.method, k, self.alpha, self.normalization, self.weight_on_dense, self.weights,
+                         self.rrf_k, tie_policy=self.tie_policy, seed=self.seed)
+
+
+def fuse_runs(runs: Sequence[Mapping[str, Sequence[ScoredDoc]]], method: str = "rrf", k: int | None = None,
+              alpha: float = 0.1, normalization: bool = False, weight_on_dense: bool = False,
+              weights: Sequence[float] | None = None, rrf_k: int = RRF_K, depth: int | None = None,
+              tie_policy: str = "docid", seed: int = 0) -> dict[str, list[Hit]]:
+    """Fuse whole runs (``{qid: hits}``, each list in its final order) query by query.
+
+    ``"hybrid"`` takes [sparse run, dense run]; a query missing from a run fuses an empty list.
+    """
+    _check(method, len(runs), "runs")
+    fused = {}
+    for qid in dict.fromkeys(q for run in runs for q in run):
+        lists = [list(run.get(qid, []))[:depth] for run in runs]
+        order = {"tie_policy": tie_policy, "seed": seed, "qid": qid, "k": k}
+        if method == "hybrid":
+            fused[qid] = hybrid_interpolation(lists[0], lists[1], alpha, normalization, weight_on_dense, **order)
+        elif method == "weighted":
+            fused[qid] = weighted_sum(lists, weights or [1.0] * len(runs), **order)
+        else:
+            fused[qid] = reciprocal_rank_fusion(lists, rrf_k, **order)
+    return fused
+
+
+def _check(method: str, count: int, what: str) -> None:
+    if method not in FUSION_METHODS:
+        raise ValueError(f"unknown fusion method {method!r}; choose one of {', '.join(FUSION_METHODS)}")
+    if count < 2 or (method == "hybrid" and count != 2):
+        raise ValueError(f"fusion {method!r} needs {'exactly' if method == 'hybrid' else 'at least'} 2 {what}")
