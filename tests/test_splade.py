@@ -42,7 +42,8 @@ def test_weights_follow_the_splade_formula(splade, sample):
     docs = sample[0][:6]
     texts = [f"{d.title} {d.text}" for d in docs]
     net = doc_encoder.net
-    inputs = net.tokenizer(texts, max_length=512, truncation=True, padding=True, return_tensors="pt")
+    inputs = net.tokenizer(texts, max_length=doc_encoder.options.max_doc_length, truncation=True, padding=True,
+                           return_tensors="pt")
     with torch.inference_mode():
         logits = net.model(**inputs).logits
     expected = (torch.log1p(torch.relu(logits)) * inputs["attention_mask"].unsqueeze(-1)).max(dim=1).values.numpy()
@@ -63,7 +64,8 @@ def test_parity_with_pyserini_splade_encoders(splade, sample):
     card, query_encoder, doc_encoder = splade
     path = card.model.resolve()
     docs, queries = sample[0][:6], list(sample[1].values())[:6]
-    theirs_docs = PyseriniDoc(path, device="cpu").encode([d.text for d in docs], titles=[d.title for d in docs])
+    theirs_docs = PyseriniDoc(path, device="cpu").encode([d.text for d in docs], titles=[d.title for d in docs],
+                                                         max_length=doc_encoder.options.max_doc_length)
     ours_docs = as_term_dicts(quantize(doc_encoder.weights([d.text for d in docs], [d.title for d in docs]), 256 / 5),
                               doc_encoder.net.terms)
     assert ours_docs == [nonzero(d) for d in theirs_docs]
