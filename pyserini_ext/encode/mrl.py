@@ -1,0 +1,168 @@
+"""Multivariate representation learning (MRL; Zamani & Bendersky, 2023): one diagonal
+Gaussian per text, ranked by negative KL divergence rewritten as a dot product.
+
+Input ``[CLS] [VAR] text``: the mean comes from the ``[CLS]`` output, the variance from
+the ``[VAR]`` output, each through a linear head of dimension k. Variances are
+``softplus_beta(x) = log(1 + exp(beta * x)) / beta`` or, in the "LogVar" variant,
+``exp(x)`` (the head predicts the log-variance; no beta).
+
+With diagonal covariances, and dropping terms that do not depend on the document,
+
+    2 KL(Q || D) + sum log s2_Q + k = sum log s2_D + sum s2_Q / s2_D + sum mu_Q^2 / s2_D
+                                      - 2 sum mu_Q mu_D / s2_D + sum mu_D^2 / s2_D
+
+which is the dot product of ``[1, s2_Q, mu_Q^2, mu_Q]`` (query) and
+``[gamma_D, 1/s2_D, 1/s2_D, -2 mu_D / s2_D]`` (document), ``gamma_D = sum (log s2_D +
+mu_D^2 / s2_D)``, both ``3k + 1`` long. The query encoder returns the query vector
+negated, so a maximum-inner-product index (FAISS flat IP) ranks by -KL directly.
+
+``scoring="original"`` is the ablation of the first derivation, which put the product
+of the variances in the trace term (document slot ``s2_D`` instead of ``1 / s2_D``);
+a reproducibility study found and corrected that error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from pyserini.encode import DocumentEncoder, QueryEncoder
+from transformers import AutoModel, AutoTokenizer
+
+from pyserini_ext.encode.base import EncoderFamily, batches, length_sorted
+
+VARIANCES = ("softplus", "logvar")
+SCORINGS = ("kl", "original")
+HEADS_FILE = "mrl_heads.pt"  # trained heads saved beside a checkpoint: {"mean.weight", "mean.bias", "var.weight", "var.bias"}
+
+
+@dataclass(frozen=True)
+class MrlOptions:
+    dim: int = 128  # k: each Gaussian's dimension; vectors are 3k + 1 long
+    variance: str = "softplus"  # softplus | logvar
+    beta: float = 1.0  # softplus sharpness (softplus only)
+    var_token: str = "[VAR]"
+    scoring: str = "kl"  # kl | original (the erroneous trace term, for the ablation)
+    max_query_length: int = 256
+    max_doc_length: int = 256
+    batch_size: int = 32
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.variance not in VARIANCES:
+            raise ValueError(f"variance must be one of {VARIANCES}, got {self.variance!r}")
+        if self.scoring not in SCORINGS:
+            raise ValueError(f"scoring must be one of {SCORINGS}, got {self.scoring!r}")
+
+
+def query_vectors(mu: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """``[1, s2_Q, mu_Q^2, mu_Q]`` per row (not negated)."""
+    return np.hstack([np.ones((len(mu), 1), mu.dtype), s2, mu * mu, mu])
+
+
+def document_vectors(mu: np.ndarray, s2: np.ndarray, scoring: str = "kl") -> np.ndarray:
+    """``[gamma_D, 1/s2_D, 1/s2_D, -2 mu_D / s2_D]`` per row; ``"original"`` puts ``s2_D`` in the trace slot."""
+    inverse = 1.0 / s2
+    gamma = (np.log(s2) + mu * mu * inverse).sum(axis=1, keepdims=True)
+    trace = s2 if scoring == "original" else inverse
+    return np.hstack([gamma, trace, inverse, -2.0 * mu * inverse])
+
+
+def kl_divergence(mu_q: np.ndarray, s2_q: np.ndarray, mu_d: np.ndarray, s2_d: np.ndarray) -> np.ndarray:
+    """KL(Q || D) between diagonal Gaussians, every query row against every document row."""
+    log_ratio = np.log(s2_d)[None, :, :] - np.log(s2_q)[:, None, :]
+    quadratic = (s2_q[:, None, :] + (mu_q[:, None, :] - mu_d[None, :, :]) ** 2) / s2_d[None, :, :]
+    return 0.5 * (log_ratio + quadratic - 1.0).sum(axis=-1)
+
+
+class MrlModel(torch.nn.Module):
+    """Encoder + mean and variance heads. Heads load from ``mrl_heads.pt`` beside the
+    checkpoint when present; otherwise they start from the dense checkpoint: the mean
+    head copies the first k hidden dimensions and the variance head outputs 1."""
+
+    def __init__(self, model: str, options: MrlOptions):
+        super().__init__()
+        self.options = options
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.encoder = AutoModel.from_pretrained(model)
+        if options.var_token not in self.tokenizer.get_vocab():
+            self.tokenizer.add_special_tokens({"additional_special_tokens": [options.var_token]})
+            self.encoder.resize_token_embeddings(len(self.tokenizer))
+        hidden = self.encoder.config.hidden_size
+        if options.dim > hidden:
+            raise ValueError(f"MRL dim {options.dim} exceeds the encoder's hidden size {hidden}")
+        self.mean = torch.nn.Linear(hidden, options.dim)
+        self.var = torch.nn.Linear(hidden, options.dim)
+        heads = Path(model) / HEADS_FILE
+        if heads.is_file():
+            state = torch.load(heads, map_location="cpu")
+            self.mean.load_state_dict({"weight": state["mean.weight"], "bias": state["mean.bias"]})
+            self.var.load_state_dict({"weight": state["var.weight"], "bias": state["var.bias"]})
+        else:
+            with torch.no_grad():
+                self.mean.weight.copy_(torch.eye(options.dim, hidden))
+                self.mean.bias.zero_()
+                self.var.weight.zero_()
+                # The pre-activation whose variance is exactly 1.
+                one = 0.0 if options.variance == "logvar" else math.log(math.expm1(options.beta)) / options.beta
+                self.var.bias.fill_(one)
+        self.to(options.device).eval()
+
+    def variance(self, x: torch.Tensor) -> torch.Tensor:
+        if self.options.variance == "logvar":
+            return torch.exp(x)
+        return torch.nn.functional.softplus(x, beta=self.options.beta)
+
+    @torch.inference_mode()
+    def gaussians(self, texts: list[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Means and variances (float64), one row per text."""
+        o = self.options
+        texts = [f"{o.var_token} {t}" for t in texts]  # the tokenizer adds [CLS] in front: [CLS] [VAR] text
+        mu = np.empty((len(texts), o.dim))
+        s2 = np.empty((len(texts), o.dim))
+        for idx in batches(length_sorted(texts), o.batch_size):
+            inputs = self.tokenizer([texts[i] for i in idx], max_length=max_length, truncation=True, padding=True,
+                                    return_tensors="pt").to(o.device)
+            hidden = self.encoder(**inputs).last_hidden_state
+            mu[idx] = self.mean(hidden[:, 0]).double().cpu().numpy()
+            s2[idx] = self.variance(self.var(hidden[:, 1])).double().cpu().numpy()
+        return mu, s2
+
+
+class MrlQueryEncoder(QueryEncoder):
+    """Query vectors ``-[1, s2, mu^2, mu]``: their inner product with document vectors is -2 KL + const."""
+
+    def __init__(self, model: str, options: MrlOptions = MrlOptions()):
+        super().__init__()
+        self.options = options
+        self.net = MrlModel(model, options)
+        self.has_model = True
+
+    def gaussians(self, queries: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        return self.net.gaussians(queries, self.options.max_query_length)
+
+    def encode(self, query: str) -> np.ndarray:
+        return self.encode_batch([query])[0]
+
+    def encode_batch(self, queries: list[str]) -> np.ndarray:
+        return (-query_vectors(*self.gaussians(queries))).astype(np.float32)
+
+
+class MrlDocumentEncoder(DocumentEncoder):
+    def __init__(self, model: str, options: MrlOptions = MrlOptions()):
+        self.options = options
+        self.net = MrlModel(model, options)
+
+    def gaussians(self, texts: list[str], titles: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if titles is not None:
+            texts = [f"{title} {text}".strip() for title, text in zip(titles, texts)]
+        return self.net.gaussians(texts, self.options.max_doc_length)
+
+    def encode(self, texts: list[str], titles: list[str] | None = None, **kwargs) -> np.ndarray:
+        return document_vectors(*self.gaussians(texts, titles), self.options.scoring).astype(np.float32)
+
+
+MRL_FAMILY = EncoderFamily("mrl", MrlOptions, MrlQueryEncoder, MrlDocumentEncoder)

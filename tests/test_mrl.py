@@ -1,0 +1,65 @@
+"""MRL: negative KL as a dot product, checked against a direct KL on random Gaussians."""
+
+import numpy as np
+import pytest
+
+from pyserini_ext.encode.mrl import (MrlDocumentEncoder, MrlOptions, MrlQueryEncoder, document_vectors, kl_divergence,
+                                     query_vectors)
+
+
+def gaussians(rng, n, k):
+    return rng.normal(size=(n, k)), rng.uniform(0.05, 3.0, size=(n, k))
+
+
+def test_kl_by_hand_one_dimension():
+    # KL(N(0, 1) || N(1, 2)) = 0.5 * (log 2 + (1 + 1) / 2 - 1)
+    kl = kl_divergence(np.array([[0.0]]), np.array([[1.0]]), np.array([[1.0]]), np.array([[2.0]]))
+    assert kl[0, 0] == pytest.approx(0.5 * np.log(2.0))
+
+
+def test_dot_product_is_twice_kl_plus_a_query_constant():
+    rng = np.random.default_rng(0)
+    mu_q, s2_q = gaussians(rng, 5, 16)
+    mu_d, s2_d = gaussians(rng, 200, 16)
+    kl = kl_divergence(mu_q, s2_q, mu_d, s2_d)
+    dots = query_vectors(mu_q, s2_q) @ document_vectors(mu_d, s2_d).T
+    offset = dots - 2 * kl  # must not depend on the document
+    np.testing.assert_allclose(offset, offset[:, :1].repeat(200, axis=1), atol=1e-8)
+    # the constant is what the rewrite dropped: sum log s2_Q + k
+    np.testing.assert_allclose(offset[:, 0], np.log(s2_q).sum(axis=1) + 16, atol=1e-8)
+    for row_dots, row_kl in zip(dots, kl):
+        assert (np.argsort(row_dots, kind="stable") == np.argsort(row_kl, kind="stable")).all()
+
+
+def test_original_trace_term_ranks_differently():
+    rng = np.random.default_rng(1)
+    mu_q, s2_q = gaussians(rng, 5, 16)
+    mu_d, s2_d = gaussians(rng, 200, 16)
+    kl_order = np.argsort(kl_divergence(mu_q, s2_q, mu_d, s2_d), axis=1)
+    original = np.argsort(query_vectors(mu_q, s2_q) @ document_vectors(mu_d, s2_d, "original").T, axis=1)
+    assert (kl_order != original).any(axis=1).all()  # every query's ranking changes
+
+
+@pytest.mark.parametrize("variance", ["softplus", "logvar"])
+def test_encoders_on_a_real_checkpoint(minilm_path, variance):
+    options = MrlOptions(dim=32, variance=variance, beta=2.0)
+    queries, docs = ["what causes fever", "graphene conductivity"], ["Fever is caused by infection.", "Graphene.", "x"]
+    query_encoder, doc_encoder = MrlQueryEncoder(minilm_path, options), MrlDocumentEncoder(minilm_path, options)
+    assert "[VAR]" in query_encoder.net.tokenizer.get_vocab()  # added: MiniLM's vocabulary has no [VAR]
+    ids = query_encoder.net.tokenizer("[VAR] text")["input_ids"]
+    assert ids[1] == query_encoder.net.tokenizer.convert_tokens_to_ids("[VAR]")  # [CLS] [VAR] text [SEP]
+    mu_q, s2_q = query_encoder.gaussians(queries)
+    mu_d, s2_d = doc_encoder.gaussians(docs)
+    np.testing.assert_allclose(s2_q, 1.0, rtol=1e-6)  # heads start from the dense checkpoint: unit variance
+    q, d = query_encoder.encode_batch(queries), doc_encoder.encode(docs)
+    assert q.shape == (2, 3 * 32 + 1) and d.shape == (3, 3 * 32 + 1)
+    scores = q.astype(np.float64) @ d.astype(np.float64).T
+    expected = -(2 * kl_divergence(mu_q, s2_q, mu_d, s2_d) + (np.log(s2_q).sum(axis=1) + 32)[:, None])
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-3)
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(ValueError, match="variance must be one of"):
+        MrlOptions(variance="exp")
+    with pytest.raises(ValueError, match="scoring must be one of"):
+        MrlOptions(scoring="kl2")
