@@ -56,6 +56,8 @@ def test_encoders_on_a_real_checkpoint(minilm_path, variance):
     scores = q.astype(np.float64) @ d.astype(np.float64).T
     expected = -(2 * kl_divergence(mu_q, s2_q, mu_d, s2_d) + (np.log(s2_q).sum(axis=1) + 32)[:, None])
     np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-3)
+    # the added [VAR] embedding is deterministic: a second load gives the same vectors
+    np.testing.assert_array_equal(MrlQueryEncoder(minilm_path, options).encode_batch(queries), q)
 
 
 def test_bad_options_are_refused():

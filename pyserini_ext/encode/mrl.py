@@ -90,7 +90,12 @@ class MrlModel(torch.nn.Module):
         self.encoder = AutoModel.from_pretrained(model)
         if options.var_token not in self.tokenizer.get_vocab():
             self.tokenizer.add_special_tokens({"additional_special_tokens": [options.var_token]})
-            self.encoder.resize_token_embeddings(len(self.tokenizer))
+            # transformers would draw the new row at random; the mean of the existing rows keeps
+            # an untrained [VAR] deterministic, so the same checkpoint always gives the same vectors.
+            self.encoder.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+            embeddings = self.encoder.get_input_embeddings().weight
+            with torch.no_grad():
+                embeddings[-1] = embeddings[:-1].mean(dim=0)
         hidden = self.encoder.config.hidden_size
         if options.dim > hidden:
             raise ValueError(f"MRL dim {options.dim} exceeds the encoder's hidden size {hidden}")
