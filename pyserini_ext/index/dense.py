@@ -70,12 +70,13 @@ def encode_corpus(docs: Iterable[Document], encoder, shards_dir: Path | str, sha
                 bar.update(len(part))
             npy = io.BytesIO()
             np.save(npy, np.concatenate(parts))
-            _atomic_write(vectors_path, npy.getvalue())
-            _atomic_write(docid_path, "".join(d.docid + "\n" for d in chunk).encode("utf-8"))
+            write_atomic(vectors_path, npy.getvalue())
+            write_atomic(docid_path, "".join(d.docid + "\n" for d in chunk).encode("utf-8"))
     return shards_dir
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary name and rename, so ``path`` is never half-written."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)

@@ -10,9 +10,9 @@ Encoding writes, per shard of documents, atomically and resumably:
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Iterable
@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from pyserini_ext.data.readers import Document
 from pyserini_ext.encode.splade import as_term_dicts, quantize
+from pyserini_ext.index.dense import write_atomic
 from pyserini_ext.index.lucene import run_anserini
 
 
@@ -57,18 +58,12 @@ def encode_impact_corpus(docs: Iterable[Document], encoder, root: Path | str, sh
             lines = "".join(json.dumps({"id": d.docid, "contents": "", "vector": v}, ensure_ascii=False) + "\n"
                             for d, v in zip(chunk, vectors))
             # Weights and docids first, the collection file last: its presence marks the shard done.
-            tmp = npz.with_name(npz.stem + ".tmp.npz")
-            sp.save_npz(tmp, weights.astype(np.float32))
-            os.replace(tmp, npz)
-            _write_atomic(docid_path, "".join(d.docid + "\n" for d in chunk))
-            _write_atomic(jsonl, lines)
+            buffer = io.BytesIO()
+            sp.save_npz(buffer, weights.astype(np.float32))
+            write_atomic(npz, buffer.getvalue())
+            write_atomic(docid_path, "".join(d.docid + "\n" for d in chunk).encode("utf-8"))
+            write_atomic(jsonl, lines.encode("utf-8"))
     return root
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def read_impact_weights(root: Path | str) -> tuple[sp.csr_matrix, list[str]]:

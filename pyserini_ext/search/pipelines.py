@@ -87,24 +87,28 @@ def dense_index_dir(dataset: Dataset, params: DenseParams, workdir: Path) -> Pat
     return workdir / "indexes" / f"{slug(dataset)}.{params.encoder}" / params.index
 
 
+def _encode_once(folder: Path, encode: Callable[[], Any]) -> Path:
+    """Run ``encode`` (a resumable corpus encoding into ``folder``) unless it already completed.
+
+    The ``complete`` marker is written only after the last shard, so an interrupted
+    encoding resumes from its finished shards on the next call.
+    """
+    if not (folder / "complete").exists():
+        encode()
+        (folder / "complete").touch()
+    return folder
+
+
 def _encode_dense(dataset: Dataset, card, shards: Path, quiet: bool) -> Path:
-    """The dataset's dense vectors under ``shards``, encoding whatever is not there yet."""
     from pyserini_ext.index.dense import encode_corpus
 
-    if not (shards / "complete").exists():
-        encode_corpus(dataset.docs(), card.document_encoder(), shards, quiet=quiet)
-        (shards / "complete").touch()
-    return shards
+    return _encode_once(shards, lambda: encode_corpus(dataset.docs(), card.document_encoder(), shards, quiet=quiet))
 
 
 def _encode_impacts(dataset: Dataset, card, root: Path, quiet: bool) -> Path:
-    """The dataset's SPLADE impacts and weights under ``root``, encoding whatever is not there yet."""
     from pyserini_ext.index.impact import encode_impact_corpus
 
-    if not (root / "complete").exists():
-        encode_impact_corpus(dataset.docs(), card.document_encoder(), root, quiet=quiet)
-        (root / "complete").touch()
-    return root
+    return _encode_once(root, lambda: encode_impact_corpus(dataset.docs(), card.document_encoder(), root, quiet=quiet))
 
 
 def build_dense(dataset: Dataset, params: DenseParams, workdir: Path, quiet: bool = False):
