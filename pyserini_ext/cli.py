@@ -1,4 +1,4 @@
-"""``pyserini-ext <verb>``: repro, index, search, eval, encoders.
+"""``pyserini-ext <verb>``: repro, index, search, eval, fuse, qpp, typo, encoders.
 
 The library logs; only this module prints. Every verb takes a name from a registry
 (searcher, dataset, encoder card, spec), never a hard-coded list.
@@ -124,6 +124,57 @@ def cmd_encoders(args) -> int:
     return 0
 
 
+def cmd_qpp(args) -> int:
+    from pyserini_ext.data.datasets import get_dataset
+    from pyserini_ext.encode.base import load_card
+    from pyserini_ext.eval.metrics import evaluate
+    from pyserini_ext.eval.qpp import IndexStatistics, correlation_table, format_correlation_table, lucene_predictors, \
+        mrl_predictor
+    from pyserini_ext.index.lucene import build_lucene_index
+    from pyserini_ext.repro.runner import find_spec, spec_run, work_dir
+    from pyserini_ext.search.pipelines import bm25_index_dir
+
+    work = args.work or work_dir()
+    dataset = get_dataset(args.dataset)
+    topics, qrels = dataset.topics(args.split), dataset.qrels(args.split)
+    references = {}
+    for name in args.reference:
+        spec = find_spec(name)
+        if (spec.dataset, spec.split) != (dataset.name, args.split):
+            raise ValueError(f"reference spec {name!r} runs on {spec.dataset} {spec.split}, not {dataset.name} "
+                             f"{args.split}")
+        run = spec_run(spec, work, args.quiet)
+        references[spec.name] = evaluate(run, qrels, [args.metric], spec.relevance_level, per_query=True)[args.metric]
+    index_dir = build_lucene_index(dataset.docs(), bm25_index_dir(dataset, work), quiet=args.quiet)
+    predictors = lucene_predictors(IndexStatistics(index_dir), topics)
+    if args.mrl_encoder:
+        predictors["MRL-var-norm"] = mrl_predictor(load_card(args.mrl_encoder).query_encoder(), topics)
+    print(f"# {dataset.name} {args.split}: correlation of each predictor with per-query {args.metric} "
+          f"({len(qrels)} judged queries); n/a = constant predictor")
+    print(format_correlation_table(correlation_table(predictors, references)))
+    return 0
+
+
+def cmd_typo(args) -> int:
+    from pyserini_ext.data.datasets import DL_TYPO_CLEAN, DL_TYPO_TYPO
+    from pyserini_ext.data.readers import read_topics
+    from pyserini_ext.encode.base import load_card
+    from pyserini_ext.eval.typo import plot_differences, typo_variance
+
+    result = typo_variance(load_card(args.encoder).query_encoder(), read_topics(DL_TYPO_CLEAN.resolve()),
+                           read_topics(DL_TYPO_TYPO.resolve()))
+    plot_differences(result, args.output, f"DL-Typo, {args.encoder}: variance norm, typo minus clean")
+    table = args.output.with_suffix(".tsv")
+    with open(table, "w", encoding="utf-8") as f:
+        f.write("qid\tclean\ttypo\tdifference\n")
+        for qid, c, t in zip(result.qids, result.clean, result.typo):
+            f.write(f"{qid}\t{c:.6f}\t{t:.6f}\t{t - c:+.6f}\n")
+    for key, value in result.summary().items():
+        print(f"{key}\t{value:.4f}" if isinstance(value, float) else f"{key}\t{value}")
+    print(f"wrote {args.output} and {table}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyserini-ext", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -186,6 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", type=Path, required=True)
     p.set_defaults(func=cmd_fuse)
+
+    p = sub.add_parser("qpp", help="correlate query-performance predictors with reference runs' per-query effectiveness")
+    p.add_argument("--dataset", required=True, help="a named dataset; its BM25 index supplies the statistics")
+    p.add_argument("--split", required=True)
+    p.add_argument("--reference", action="append", required=True, help="a regression spec whose run is a reference (repeat)")
+    p.add_argument("--metric", default="nDCG@10")
+    p.add_argument("--mrl-encoder", help="an MRL encoder card: adds the MRL variance-norm predictor")
+    common(p)
+    p.set_defaults(func=cmd_qpp)
+
+    p = sub.add_parser("typo", help="DL-Typo: MRL variance norms of clean and typo queries, paired differences, histogram")
+    p.add_argument("--encoder", required=True, help="an MRL encoder card")
+    p.add_argument("--output", type=Path, required=True, help="PNG histogram; the per-query norms go beside it as .tsv")
+    p.set_defaults(func=cmd_typo)
 
     p = sub.add_parser("encoders", help="list encoder cards or families")
     p.add_argument("action", choices=["list", "families"], nargs="?", default="list")

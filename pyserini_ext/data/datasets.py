@@ -204,5 +204,18 @@ DATASETS.register("cacm", Dataset(
 ))
 
 
+# DL-Typo (Zhuang & Zuccon, SIGIR 2022): 60 MS MARCO passage queries, each with a real typo
+# (query.typo.tsv) and its corrected form (query.tsv), same qids. Queries only: there is no corpus.
+_DL_TYPO = "https://raw.githubusercontent.com/ielab/CharacterBERT-DR/940de8a09695fc1a6f685920464a229913c4c2ab/data/dl-typo/"
+
+
+def _dl_typo(name: str, md5: str) -> LocalFile:
+    return LocalFile(f"dl-typo/{name}", md5, Remote(_DL_TYPO + name, md5))
+
+
+DL_TYPO_CLEAN = _dl_typo("query.tsv", "6429a9fa1b11192ebe3f11a4c8c8bff4")
+DL_TYPO_TYPO = _dl_typo("query.typo.tsv", "257cea68424636be9fc3275688112c53")
+
+
 def get_dataset(name: str) -> Dataset:
     return DATASETS.get(name)

@@ -24,7 +24,7 @@ from pyserini_ext.data.datasets import get_dataset
 from pyserini_ext.eval.metrics import evaluate
 from pyserini_ext.repro.spec import Expectation, Spec, parse_spec
 from pyserini_ext.search.pipelines import SEARCHERS
-from pyserini_ext.search.run import search_topics, write_trec_run
+from pyserini_ext.search.run import Run, search_topics, write_trec_run
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +95,22 @@ def _flow(value) -> str:
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
-def run_spec(spec: Spec, workdir: Path | None = None, quiet: bool = False) -> list[Verdict]:
+def spec_run(spec: Spec, workdir: Path | None = None, quiet: bool = False) -> Run:
+    """The spec's run over its split's topics, ordered, and written to ``runs/NAME.txt`` under the work folder."""
     workdir = workdir or work_dir()
     dataset = get_dataset(spec.dataset)
     kind = SEARCHERS.get(spec.pipeline.searcher)
-    params = kind.parse_params(spec.pipeline.params)
-    topics, qrels = dataset.topics(spec.split), dataset.qrels(spec.split)
-    started = time.perf_counter()
-    searcher = kind.build(dataset, params, workdir, quiet)
-    run = search_topics(searcher, topics, spec.pipeline.hits, spec.pipeline.remove_query, spec.pipeline.tie_policy,
-                        spec.pipeline.seed)
+    searcher = kind.build(dataset, kind.parse_params(spec.pipeline.params), workdir, quiet)
+    run = search_topics(searcher, dataset.topics(spec.split), spec.pipeline.hits, spec.pipeline.remove_query,
+                        spec.pipeline.tie_policy, spec.pipeline.seed)
     write_trec_run(run, workdir / "runs" / f"{spec.name}.txt", tag=spec.name)
+    return run
+
+
+def run_spec(spec: Spec, workdir: Path | None = None, quiet: bool = False) -> list[Verdict]:
+    started = time.perf_counter()
+    run = spec_run(spec, workdir, quiet)
+    qrels = get_dataset(spec.dataset).qrels(spec.split)
     measured = evaluate(run, qrels, [e.metric for e in spec.metrics], spec.relevance_level)
     log.info("%s: %s in %.0f s", spec.name, measured, time.perf_counter() - started)
     return [Verdict(spec.name, e, measured[e.metric]) for e in spec.metrics]
