@@ -27,6 +27,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
+	$(BIN)/python benchmarks/encode_throughput.py
+	$(BIN)/python benchmarks/search_throughput.py
 	$(BIN)/python benchmarks/rerank_latency.py
 
 clean:

@@ -20,7 +20,6 @@ import numpy as np
 
 import pyserini_ext  # noqa: F401  (configures Java before pyserini)
 from pyserini_ext.data import get_dataset
-from pyserini_ext.encode.base import load_card
 from pyserini_ext.eval.metrics import evaluate
 from pyserini_ext.repro.runner import work_dir
 from pyserini_ext.search.pipelines import SEARCHERS, Bm25Params, DenseParams, dense_index_dir, dense_shards_dir
@@ -59,7 +58,6 @@ def main() -> None:
     bm25 = SEARCHERS.get("bm25").build(scifact, Bm25Params(), workdir, True)
     params = DenseParams(encoder="all-minilm-l6-v2", index="flat")
     ours = SEARCHERS.get("dense").build(scifact, params, workdir, True)
-    card = load_card(params.encoder)
     theirs = FaissSearcher(str(dense_index_dir(scifact, params, workdir)), ours.query_encoder)
     store = StoredVectors(dense_shards_dir(scifact, params, workdir))
 

@@ -118,6 +118,14 @@ def cmd_encoders(args) -> int:
     if args.action == "families":
         print("\n".join(ENCODER_FAMILIES.names()))
         return 0
+    if args.action == "export":
+        if not args.card:
+            raise SystemExit("encoders export: give a card name")
+        card = load_card(args.card)
+        overrides = {"backend": "onnx", **({"precision": args.precision} if args.precision else {})}
+        for side, build in (("query", card.query_encoder), ("document", card.document_encoder)):
+            print(f"{side}\t{build(**overrides).net.graph.path}")  # every family keeps its graph at .net.graph
+        return 0
     for name in card_names():
         card = load_card(name)
         print(f"{name:32s} {card.family.name:12s} {card.model.hub or card.model.path or card.model.python_package}")
@@ -252,8 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True, help="PNG histogram; the per-query norms go beside it as .tsv")
     p.set_defaults(func=cmd_typo)
 
-    p = sub.add_parser("encoders", help="list encoder cards or families")
-    p.add_argument("action", choices=["list", "families"], nargs="?", default="list")
+    p = sub.add_parser("encoders", help="list encoder cards or families; export a card to ONNX")
+    p.add_argument("action", choices=["list", "families", "export"], nargs="?", default="list")
+    p.add_argument("card", nargs="?", help="export: the card to export (both sides; cached, see $PYSERINI_EXT_CACHE)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="export: override the card's precision")
     p.set_defaults(func=cmd_encoders)
     return parser
 

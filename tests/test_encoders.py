@@ -29,7 +29,8 @@ def test_cards_name_every_instance():
 def test_unknown_encoder_lists_the_registered_ones():
     with pytest.raises(UnknownNameError) as err:
         load_card("tct_colbert")
-    assert "registered: all-minilm-l6-v2, mrl-minilm-l6-v2, splade-cocondenser-ensembledistil" in str(err.value)
+    assert ("registered: all-minilm-l6-v2, all-minilm-l6-v2-onnx, all-minilm-l6-v2-onnx-int8, mrl-minilm-l6-v2, "
+            "splade-cocondenser-ensembledistil") in str(err.value)
 
 
 def test_card_with_unknown_key_names_file_and_key(tmp_path):
@@ -40,6 +41,16 @@ def test_card_with_unknown_key_names_file_and_key(tmp_path):
     path.write_text("model: some/model\n")
     with pytest.raises(CardError, match="missing required key 'family'"):
         parse_card(path)
+
+
+def test_card_extends_another(tmp_path):
+    card = load_card("all-minilm-l6-v2-onnx-int8")  # extends all-minilm-l6-v2: its model and options, plus its own
+    assert (card.options.backend, card.options.precision, card.options.max_doc_length) == ("onnx", "int8", 256)
+    assert card.model == load_card("all-minilm-l6-v2").model and card.description.startswith("all-MiniLM-L6-v2's ONNX")
+    (tmp_path / "a.yaml").write_text(f"extends: {tmp_path / 'b.yaml'}\n")
+    (tmp_path / "b.yaml").write_text(f"extends: {tmp_path / 'a.yaml'}\n")
+    with pytest.raises(CardError, match="'extends' forms a cycle"):
+        parse_card(tmp_path / "a.yaml")
 
 
 def test_dense_matches_sentence_transformers(minilm_path, scifact_sample):
@@ -68,7 +79,7 @@ def test_tct_colbert_parity_with_pyserini(minilm_path, scifact_sample):
     reference = np.stack([theirs_q.encode(q) for q in queries])
     np.testing.assert_allclose(batched, reference, atol=1e-5)
     np.testing.assert_allclose(ours_q.encode(queries[0]), reference[0], atol=1e-5)
-    assert ours_q.skip == 4  # "[CLS] [Q] " is four word pieces: [CLS] [ q ]
+    assert ours_q.net.skip == 4  # "[CLS] [Q] " is four word pieces: [CLS] [ q ]
 
     ours_d = TctColBertDocumentEncoder(minilm_path, TctColBertOptions(batch_size=5))
     theirs_d = PyseriniDoc(minilm_path, device="cpu")

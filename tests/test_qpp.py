@@ -90,7 +90,7 @@ def test_mrl_predictor_is_minus_the_variance_norm():
     assert mrl_predictor(encoder, topics) == pytest.approx({"q1": -math.sqrt(128), "q2": -math.sqrt(128)})
     generator = np.random.default_rng(0)
     with torch.no_grad():  # a variance head that responds to the text
-        encoder.net.var.weight.copy_(torch.from_numpy(generator.normal(0, 0.05, encoder.net.var.weight.shape)))
+        encoder.net.heads.var.weight.copy_(torch.from_numpy(generator.normal(0, 0.05, encoder.net.heads.var.weight.shape)))
     _, s2 = encoder.gaussians(list(topics.values()))
     predicted = mrl_predictor(encoder, topics)
     assert predicted["q1"] != predicted["q2"]

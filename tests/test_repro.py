@@ -80,7 +80,8 @@ def test_impossible_expected_value_exits_non_zero_with_fail(tmp_path, workdir):
 @pytest.mark.parametrize("name", ["scifact-bm25-flat", "cacm-bm25", "scifact-minilm-flat", "scifact-minilm-flat-fp16",
                                   "scifact-minilm-hnsw", "scifact-bm25-minilm-rrf", "scifact-bm25-minilm-hybrid",
                                   "scifact-bm25-rerank-minilm", "scifact-bm25-rerank-splade-tiny", "scifact-splade-tiny",
-                                  "scifact-mrl-minilm-zeroshot"])
+                                  "scifact-mrl-minilm-zeroshot", "scifact-minilm-flat-onnx",
+                                  "scifact-minilm-flat-onnx-int8"])
 def test_shipped_spec_reproduces(name, workdir):
     verdicts = run_spec(find_spec(name), workdir, quiet=True)
     assert all(v.status in (OK, WITHIN) for v in verdicts), [(v.expectation.metric, v.measured, v.status) for v in verdicts]

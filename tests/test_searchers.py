@@ -126,3 +126,22 @@ def test_dense_rerank_equals_exact_search_over_the_same_candidates(small):
         assert {h.docid for h in hits[qid]} == candidates
         by_dense = {h.docid: h.score for h in theirs[qid]}
         np.testing.assert_allclose([h.score for h in hits[qid]], [by_dense[h.docid] for h in hits[qid]], atol=1e-6)
+
+
+def test_faiss_device_falls_back_to_cpu_without_a_gpu(caplog):
+    import logging
+
+    import faiss
+
+    from pyserini_ext.search.dense import faiss_gpus, to_device
+
+    index = faiss.IndexFlatIP(4)
+    if faiss_gpus():
+        pytest.skip("this machine has a FAISS GPU; the fallback is what is tested here")
+    with caplog.at_level(logging.INFO, logger="pyserini_ext.search.dense"):
+        assert to_device(index, "auto") is index
+    assert "searching on CPU" in caplog.text
+    with pytest.raises(RuntimeError, match="FAISS sees no GPU"):
+        to_device(index, "cuda")
+    with pytest.raises(ValueError, match="device must be one of"):
+        to_device(index, "gpu")

@@ -32,7 +32,7 @@ def test_differences_are_typo_minus_clean():
     encoder = load_card("mrl-minilm-l6-v2").query_encoder()
     generator = np.random.default_rng(1)
     with torch.no_grad():  # a variance head that responds to the text
-        encoder.net.var.weight.copy_(torch.from_numpy(generator.normal(0, 0.05, encoder.net.var.weight.shape)))
+        encoder.net.heads.var.weight.copy_(torch.from_numpy(generator.normal(0, 0.05, encoder.net.heads.var.weight.shape)))
     clean = {"a": "drug testing in animals", "b": "mobile homes for sale"}
     typo = {"b": "mobile omes for sale", "a": "drug teting in animals"}
     result = typo_variance(encoder, clean, typo)

@@ -103,18 +103,23 @@ def card_names() -> list[str]:
     return sorted({p.stem for d in card_dirs() if d.is_dir() for p in d.glob("*.yaml")})
 
 
+def _card_path(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.suffix == ".yaml":
+        return path
+    found = [d / f"{name_or_path}.yaml" for d in card_dirs() if (d / f"{name_or_path}.yaml").is_file()]
+    if not found:
+        raise UnknownNameError(f"unknown encoder {name_or_path!r}; registered: {', '.join(card_names()) or '(none)'}")
+    return found[0]
+
+
 def load_card(name_or_path: str | Path) -> EncoderCard:
     """A card by exact name (searched in ``$PYSERINI_EXT_CARDS`` then ``encoders/``) or by path."""
-    path = Path(name_or_path)
-    if not path.suffix == ".yaml":
-        found = [d / f"{name_or_path}.yaml" for d in card_dirs() if (d / f"{name_or_path}.yaml").is_file()]
-        if not found:
-            raise UnknownNameError(f"unknown encoder {name_or_path!r}; registered: {', '.join(card_names()) or '(none)'}")
-        path = found[0]
-    return parse_card(path)
+    return parse_card(_card_path(name_or_path))
 
 
-def parse_card(path: Path) -> EncoderCard:
+def _read_card(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """The card's keys over those of the card it ``extends`` (recursively)."""
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
@@ -122,6 +127,19 @@ def parse_card(path: Path) -> EncoderCard:
     if not isinstance(raw, dict):
         raise CardError(f"{path}: expected a mapping at the top level")
     raw = dict(raw)
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    base_path = _card_path(base)
+    if base_path.resolve() in seen:
+        raise CardError(f"{path}: 'extends' forms a cycle through {base!r}")
+    inherited = _read_card(base_path, (*seen, path.resolve()))
+    inherited.pop("description", None)  # a description speaks for its own card only
+    return {**inherited, **raw}
+
+
+def parse_card(path: Path) -> EncoderCard:
+    raw = _read_card(path)
     for key in ("family", "model"):
         if key not in raw:
             raise CardError(f"{path}: missing required key {key!r}")

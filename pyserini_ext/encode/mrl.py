@@ -32,7 +32,8 @@ import torch
 from pyserini.encode import DocumentEncoder, QueryEncoder
 from transformers import AutoModel, AutoTokenizer
 
-from pyserini_ext.encode.base import EncoderFamily, batches, length_sorted
+from pyserini_ext.encode.base import EncoderFamily
+from pyserini_ext.encode.runtime import RuntimeOptions, build_graph, example_inputs, run_batches, tokenize
 
 VARIANCES = ("softplus", "logvar")
 SCORINGS = ("kl", "original")
@@ -40,7 +41,7 @@ HEADS_FILE = "mrl_heads.pt"  # trained heads saved beside a checkpoint: {"mean.w
 
 
 @dataclass(frozen=True)
-class MrlOptions:
+class MrlOptions(RuntimeOptions):
     dim: int = 128  # k: each Gaussian's dimension; vectors are 3k + 1 long
     variance: str = "softplus"  # softplus | logvar
     beta: float = 1.0  # softplus sharpness (softplus only)
@@ -48,10 +49,9 @@ class MrlOptions:
     scoring: str = "kl"  # kl | original (the erroneous trace term, for the ablation)
     max_query_length: int = 256
     max_doc_length: int = 256
-    batch_size: int = 32
-    device: str = "cpu"
 
     def __post_init__(self):
+        super().__post_init__()
         if self.variance not in VARIANCES:
             raise ValueError(f"variance must be one of {VARIANCES}, got {self.variance!r}")
         if self.scoring not in SCORINGS:
@@ -78,63 +78,66 @@ def kl_divergence(mu_q: np.ndarray, s2_q: np.ndarray, mu_d: np.ndarray, s2_d: np
     return 0.5 * (log_ratio + quadratic - 1.0).sum(axis=-1)
 
 
-class MrlModel(torch.nn.Module):
-    """Encoder + mean and variance heads. Heads load from ``mrl_heads.pt`` beside the
-    checkpoint when present; otherwise they start from the dense checkpoint: the mean
-    head copies the first k hidden dimensions and the variance head outputs 1."""
+class MrlHeads(torch.nn.Module):
+    """Encoder + mean and variance heads: ``[mu, s2]`` (batch x 2k) from ``[CLS] [VAR] text`` ids."""
+
+    def __init__(self, encoder: torch.nn.Module, dim: int, variance: str, beta: float):
+        super().__init__()
+        hidden = encoder.config.hidden_size
+        if dim > hidden:
+            raise ValueError(f"MRL dim {dim} exceeds the encoder's hidden size {hidden}")
+        self.encoder, self.variance, self.beta = encoder, variance, beta
+        self.mean = torch.nn.Linear(hidden, dim)
+        self.var = torch.nn.Linear(hidden, dim)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        pre = self.var(hidden[:, 1])
+        s2 = torch.exp(pre) if self.variance == "logvar" else torch.nn.functional.softplus(pre, beta=self.beta)
+        return torch.cat([self.mean(hidden[:, 0]), s2], dim=-1)
+
+
+class MrlModel:
+    """Tokenizer + heads. Heads load from ``mrl_heads.pt`` beside the checkpoint when
+    present; otherwise they start from the dense checkpoint: the mean head copies the
+    first k hidden dimensions and the variance head outputs 1."""
 
     def __init__(self, model: str, options: MrlOptions):
-        super().__init__()
         self.options = options
         self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.encoder = AutoModel.from_pretrained(model)
+        encoder = AutoModel.from_pretrained(model)
         if options.var_token not in self.tokenizer.get_vocab():
             self.tokenizer.add_special_tokens({"additional_special_tokens": [options.var_token]})
             # transformers would draw the new row at random; the mean of the existing rows keeps
             # an untrained [VAR] deterministic, so the same checkpoint always gives the same vectors.
-            self.encoder.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
-            embeddings = self.encoder.get_input_embeddings().weight
+            encoder.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+            embeddings = encoder.get_input_embeddings().weight
             with torch.no_grad():
                 embeddings[-1] = embeddings[:-1].mean(dim=0)
-        hidden = self.encoder.config.hidden_size
-        if options.dim > hidden:
-            raise ValueError(f"MRL dim {options.dim} exceeds the encoder's hidden size {hidden}")
-        self.mean = torch.nn.Linear(hidden, options.dim)
-        self.var = torch.nn.Linear(hidden, options.dim)
+        self.heads = MrlHeads(encoder, options.dim, options.variance, options.beta)
         heads = Path(model) / HEADS_FILE
         if heads.is_file():
             state = torch.load(heads, map_location="cpu")
-            self.mean.load_state_dict({"weight": state["mean.weight"], "bias": state["mean.bias"]})
-            self.var.load_state_dict({"weight": state["var.weight"], "bias": state["var.bias"]})
+            self.heads.mean.load_state_dict({"weight": state["mean.weight"], "bias": state["mean.bias"]})
+            self.heads.var.load_state_dict({"weight": state["var.weight"], "bias": state["var.bias"]})
         else:
             with torch.no_grad():
-                self.mean.weight.copy_(torch.eye(options.dim, hidden))
-                self.mean.bias.zero_()
-                self.var.weight.zero_()
+                self.heads.mean.weight.copy_(torch.eye(options.dim, encoder.config.hidden_size))
+                self.heads.mean.bias.zero_()
+                self.heads.var.weight.zero_()
                 # The pre-activation whose variance is exactly 1.
                 one = 0.0 if options.variance == "logvar" else math.log(math.expm1(options.beta)) / options.beta
-                self.var.bias.fill_(one)
-        self.to(options.device).eval()
+                self.heads.var.bias.fill_(one)
+        name = f"mrl-{options.variance}" + (f"-beta{options.beta:g}" if options.variance == "softplus" else "")
+        self.graph = build_graph(self.heads, name, example_inputs(self.tokenizer), options)
 
-    def variance(self, x: torch.Tensor) -> torch.Tensor:
-        if self.options.variance == "logvar":
-            return torch.exp(x)
-        return torch.nn.functional.softplus(x, beta=self.options.beta)
-
-    @torch.inference_mode()
     def gaussians(self, texts: list[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
         """Means and variances (float64), one row per text."""
         o = self.options
         texts = [f"{o.var_token} {t}" for t in texts]  # the tokenizer adds [CLS] in front: [CLS] [VAR] text
-        mu = np.empty((len(texts), o.dim))
-        s2 = np.empty((len(texts), o.dim))
-        for idx in batches(length_sorted(texts), o.batch_size):
-            inputs = self.tokenizer([texts[i] for i in idx], max_length=max_length, truncation=True, padding=True,
-                                    return_tensors="pt").to(o.device)
-            hidden = self.encoder(**inputs).last_hidden_state
-            mu[idx] = self.mean(hidden[:, 0]).double().cpu().numpy()
-            s2[idx] = self.variance(self.var(hidden[:, 1])).double().cpu().numpy()
-        return mu, s2
+        out = run_batches(texts, lambda batch: tokenize(self.tokenizer, batch, max_length), self.graph,
+                          o.batch_size, 2 * o.dim).astype(np.float64)
+        return out[:, :o.dim], out[:, o.dim:]
 
 
 class MrlQueryEncoder(QueryEncoder):

@@ -22,43 +22,51 @@ import torch
 from pyserini.encode import DocumentEncoder, QueryEncoder
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from pyserini_ext.encode.base import EncoderFamily, batches, length_sorted
+from pyserini_ext.encode.base import EncoderFamily
+from pyserini_ext.encode.runtime import RuntimeOptions, build_graph, example_inputs, iter_batches, tokenize
 
 
 @dataclass(frozen=True)
-class SpladeOptions:
+class SpladeOptions(RuntimeOptions):
     max_query_length: int = 256
     max_doc_length: int = 512
     quantization: float = 100.0  # impact = round(weight * quantization)
     batch_size: int = 8  # the MLM head's output is batch x length x vocabulary floats
-    device: str = "cpu"
+
+
+class SpladePooling(torch.nn.Module):
+    """MLM logits, then ``log(1 + relu(.))`` of their max over the real tokens: batch x vocabulary."""
+
+    def __init__(self, mlm: torch.nn.Module):
+        super().__init__()
+        self.mlm = mlm
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits = self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits
+        # log(1 + relu(x)) is non-decreasing, so the max over tokens commutes with it: take
+        # the max of the raw logits over real tokens, then transform only batch x vocabulary
+        # values instead of batch x length x vocabulary (same result, far less memory traffic).
+        padding = attention_mask.unsqueeze(-1) == 0
+        return torch.log1p(torch.relu(logits.masked_fill(padding, float("-inf")).amax(dim=1)))
 
 
 class SpladeModel:
-    def __init__(self, model: str, device: str = "cpu"):
+    def __init__(self, model: str, options: SpladeOptions):
+        self.options = options
         self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.model = AutoModelForMaskedLM.from_pretrained(model).to(device).eval()
-        self.device = device
         vocab = self.tokenizer.get_vocab()
         self.terms = np.empty(len(vocab), dtype=object)
         for term, index in vocab.items():
             self.terms[index] = term
+        self.graph = build_graph(SpladePooling(AutoModelForMaskedLM.from_pretrained(model)), "splade-max",
+                                 example_inputs(self.tokenizer), options)
 
-    @torch.inference_mode()
-    def weights(self, texts: list[str], max_length: int, batch_size: int = 8) -> sp.csr_matrix:
+    def weights(self, texts: list[str], max_length: int) -> sp.csr_matrix:
         """Float term weights, one CSR row per text (rows in input order)."""
-        order = length_sorted(texts)
+        # Each batch becomes sparse as it comes: only one batch x vocabulary block is ever dense.
         rows: list[sp.csr_matrix | None] = [None] * len(texts)
-        for idx in batches(order, batch_size):
-            inputs = self.tokenizer([texts[i] for i in idx], max_length=max_length, truncation=True, padding=True,
-                                    return_tensors="pt").to(self.device)
-            logits = self.model(**inputs).logits
-            # log(1 + relu(x)) is non-decreasing, so the max over tokens commutes with it: take
-            # the max of the raw logits over real tokens, then transform only batch x vocabulary
-            # values instead of batch x length x vocabulary (same result, far less memory traffic).
-            padding = inputs["attention_mask"].unsqueeze(-1) == 0
-            pooled = torch.log1p(torch.relu(logits.masked_fill_(padding, float("-inf")).amax(dim=1)))
-            pooled = pooled.float().cpu().numpy()
+        for idx, pooled in iter_batches(texts, lambda batch: tokenize(self.tokenizer, batch, max_length), self.graph,
+                                        self.options.batch_size):
             for i, row in zip(idx, sp.csr_matrix(pooled)):
                 rows[i] = row
         return sp.vstack(rows, format="csr") if rows else sp.csr_matrix((0, len(self.terms)), dtype=np.float32)
@@ -80,11 +88,11 @@ class SpladeQueryEncoder(QueryEncoder):
     def __init__(self, model: str, options: SpladeOptions = SpladeOptions()):
         super().__init__()
         self.options = options
-        self.net = SpladeModel(model, options.device)
+        self.net = SpladeModel(model, options)
         self.has_model = True
 
     def weights(self, queries: list[str]) -> sp.csr_matrix:
-        return self.net.weights(queries, self.options.max_query_length, self.options.batch_size)
+        return self.net.weights(queries, self.options.max_query_length)
 
     def encode(self, query: str) -> dict[str, int]:
         return self.encode_batch([query])[0]
@@ -96,13 +104,13 @@ class SpladeQueryEncoder(QueryEncoder):
 class SpladeDocumentEncoder(DocumentEncoder):
     def __init__(self, model: str, options: SpladeOptions = SpladeOptions()):
         self.options = options
-        self.net = SpladeModel(model, options.device)
+        self.net = SpladeModel(model, options)
 
     def weights(self, texts: list[str], titles: list[str] | None = None) -> sp.csr_matrix:
         """Title and text joined by a space, as Pyserini's SpladeDocumentEncoder does."""
         if titles is not None:
             texts = [f"{title} {text}".strip() for title, text in zip(titles, texts)]
-        return self.net.weights(texts, self.options.max_doc_length, self.options.batch_size)
+        return self.net.weights(texts, self.options.max_doc_length)
 
     def encode(self, texts: list[str], titles: list[str] | None = None, **kwargs) -> list[dict[str, int]]:
         return as_term_dicts(quantize(self.weights(texts, titles), self.options.quantization), self.net.terms)

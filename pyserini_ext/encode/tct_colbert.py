@@ -23,41 +23,56 @@ import torch
 from pyserini.encode import DocumentEncoder, QueryEncoder
 from transformers import AutoModel, AutoTokenizer
 
-from pyserini_ext.encode.base import EncoderFamily, batches, length_sorted, masked_mean
+from pyserini_ext.encode.base import EncoderFamily, masked_mean
+from pyserini_ext.encode.runtime import RuntimeOptions, build_graph, example_inputs, run_batches, tokenize
 
 
 @dataclass(frozen=True)
-class TctColBertOptions:
+class TctColBertOptions(RuntimeOptions):
     query_prefix: str = "[CLS] [Q] "
     doc_prefix: str = "[CLS] [D] "
     query_length: int = 36  # fixed: queries are [MASK]-padded to it
     max_doc_length: int = 512
-    batch_size: int = 32
-    device: str = "cpu"
 
 
-class _TctModel:
-    def __init__(self, model: str, device: str):
+class AverageAfterPrefix(torch.nn.Module):
+    """The mean of the token outputs after the first ``skip`` (the prefix), padding excluded.
+
+    Queries have no padding (every one is [MASK]-filled to the same length), so for them
+    this is the plain average over all positions after the prefix, [MASK]s included.
+    """
+
+    def __init__(self, transformer: torch.nn.Module, skip: int):
+        super().__init__()
+        self.transformer, self.skip = transformer, skip
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return masked_mean(hidden[:, self.skip:], attention_mask[:, self.skip:])
+
+
+class _TctSide:
+    """One side's tokenizer and graph: the prefix length comes from the tokenizer, not a constant."""
+
+    def __init__(self, model: str, prefix: str, options: TctColBertOptions):
         self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.model = AutoModel.from_pretrained(model).to(device).eval()
-        self.device = device
+        transformer = AutoModel.from_pretrained(model)
+        self.dim = transformer.config.hidden_size
+        self.skip = len(self.tokenizer(prefix, add_special_tokens=False)["input_ids"])
+        self.graph = build_graph(AverageAfterPrefix(transformer, self.skip), f"tct_colbert-skip{self.skip}",
+                                 example_inputs(self.tokenizer), options)
 
-    def prefix_tokens(self, prefix: str) -> int:
-        return len(self.tokenizer(prefix, add_special_tokens=False)["input_ids"])
-
-    @torch.inference_mode()
-    def forward(self, texts: list[str], max_length: int, padding: bool | str):
-        inputs = self.tokenizer(texts, max_length=max_length, truncation=True, padding=padding,
-                                add_special_tokens=False, return_tensors="pt").to(self.device)
-        return self.model(**inputs).last_hidden_state, inputs["attention_mask"]
+    def run(self, texts: list[str], max_length: int, batch_size: int, padding: bool | str) -> np.ndarray:
+        return run_batches(texts, lambda batch: tokenize(self.tokenizer, batch, max_length, padding,
+                                                         add_special_tokens=False),
+                           self.graph, batch_size, self.dim)
 
 
 class TctColBertQueryEncoder(QueryEncoder):
     def __init__(self, model: str, options: TctColBertOptions = TctColBertOptions()):
         super().__init__()
         self.options = options
-        self.net = _TctModel(model, options.device)
-        self.skip = self.net.prefix_tokens(options.query_prefix)
+        self.net = _TctSide(model, options.query_prefix, options)
         self.has_model = True
 
     def encode(self, query: str) -> np.ndarray:
@@ -67,33 +82,23 @@ class TctColBertQueryEncoder(QueryEncoder):
         o = self.options
         # Enough [MASK]s that truncation at query_length always fills the query to that length.
         texts = [o.query_prefix + q + self.net.tokenizer.mask_token * o.query_length for q in queries]
-        out = []
-        for batch in batches(texts, o.batch_size):
-            hidden, _ = self.net.forward(batch, o.query_length, padding=False)
-            out.append(hidden[:, self.skip:].mean(dim=1).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.net.model.config.hidden_size), np.float32)
+        return self.net.run(texts, o.query_length, o.batch_size, padding=False)
 
 
 class TctColBertDocumentEncoder(DocumentEncoder):
     def __init__(self, model: str, options: TctColBertOptions = TctColBertOptions()):
         self.options = options
-        self.net = _TctModel(model, options.device)
-        self.skip = self.net.prefix_tokens(options.doc_prefix)
+        self.net = _TctSide(model, options.doc_prefix, options)
 
     @property
     def dim(self) -> int:
-        return self.net.model.config.hidden_size
+        return self.net.dim
 
     def encode(self, texts: list[str], titles: list[str] | None = None, **kwargs) -> np.ndarray:
         o = self.options
         if titles is not None:
             texts = [f"{title} {text}" for title, text in zip(titles, texts)]
-        texts = [o.doc_prefix + t for t in texts]
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for idx in batches(length_sorted(texts), o.batch_size):
-            hidden, mask = self.net.forward([texts[i] for i in idx], o.max_doc_length, padding="longest")
-            out[idx] = masked_mean(hidden[:, self.skip:], mask[:, self.skip:]).float().cpu().numpy()
-        return out
+        return self.net.run([o.doc_prefix + t for t in texts], o.max_doc_length, o.batch_size, padding="longest")
 
 
 TCT_COLBERT_FAMILY = EncoderFamily("tct_colbert", TctColBertOptions, TctColBertQueryEncoder, TctColBertDocumentEncoder)

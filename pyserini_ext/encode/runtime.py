@@ -1,0 +1,269 @@
+"""How an encoder's network runs: PyTorch, or an ONNX export through onnxruntime.
+
+Every family splits its encoder in two: Python text handling (prefixes, tokenisation)
+and a *graph*, a ``torch.nn.Module`` from ``(input_ids, attention_mask)`` to the final
+output (pooled, normalised vector; SPLADE's vocabulary weights; MRL's mean and
+variance). The graph runs under the card's ``backend``:
+
+* ``torch``: the module itself, on ``device``.
+* ``onnx``: the module exported once (dynamic batch and sequence axes) to
+  ``$PYSERINI_EXT_CACHE/onnx/<family graph>-<hash>/``, the hash covering the weights and
+  the graph's settings, then run by onnxruntime with the CUDA provider when
+  ``onnxruntime-gpu`` and a GPU are present (inputs and outputs bound to the device with
+  IO binding) and the CPU provider otherwise, the fallback logged. ``precision: fp16``
+  converts the export to half precision for CUDA (on CPU it falls back to FP32, logged);
+  ``int8`` quantises the weights dynamically for the CPU.
+
+Texts are encoded longest first in batches (:func:`run_batches`), each padded only to
+its own longest text, with the tokeniser running one batch ahead in a thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import os
+import queue
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from pyserini_ext.encode.base import batches, length_sorted
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx")
+PRECISIONS = ("fp32", "fp16", "int8")
+DEVICES = ("auto", "cpu", "cuda")
+CACHE_ENV = "PYSERINI_EXT_CACHE"
+INPUTS = ("input_ids", "attention_mask")
+OUTPUT = "output"
+
+Inputs = dict[str, np.ndarray]  # INPUTS -> int64 arrays, batch x sequence
+Graph = Callable[[Inputs], np.ndarray]
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Options every family's card accepts, next to its own."""
+
+    backend: str = "torch"  # torch | onnx
+    precision: str = "fp32"  # fp32 | fp16 (ONNX on CUDA) | int8 (ONNX dynamic quantisation, CPU)
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda
+    threads: int = 0  # CPU threads for the network; 0: every core this process may use
+    batch_size: int = 32
+
+    def __post_init__(self):
+        for name, allowed in (("backend", BACKENDS), ("precision", PRECISIONS), ("device", DEVICES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.precision != "fp32" and self.backend != "onnx":
+            raise ValueError(f"precision {self.precision!r} needs backend 'onnx'")
+
+
+def cpu_threads(options: RuntimeOptions) -> int:
+    return options.threads or len(os.sched_getaffinity(0))
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pyserini_ext").expanduser()
+
+
+def build_graph(module: torch.nn.Module, name: str, example: Inputs, options: RuntimeOptions) -> Graph:
+    """``module`` (in eval mode) as a callable under ``options.backend``.
+
+    ``name`` names the graph in the export cache (e.g. ``dense-mean-l2``); ``example``
+    is a tokenised batch of two texts of different lengths, used to trace the export.
+    """
+    module.eval()
+    if options.backend == "torch":
+        return TorchGraph(module, options)
+    return OnnxGraph(export_onnx(module, name, example, options.precision), options)
+
+
+class TorchGraph:
+    def __init__(self, module: torch.nn.Module, options: RuntimeOptions):
+        cuda = torch.cuda.is_available()
+        if options.device == "cuda" and not cuda:
+            raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
+        self.device = "cuda" if options.device in ("auto", "cuda") and cuda else "cpu"
+        if self.device == "cpu":
+            torch.set_num_threads(cpu_threads(options))
+        self.module = module.to(self.device)
+
+    @torch.inference_mode()
+    def __call__(self, inputs: Inputs) -> np.ndarray:
+        tensors = [torch.from_numpy(inputs[k]).to(self.device) for k in INPUTS]
+        return self.module(*tensors).float().cpu().numpy()
+
+
+# --- ONNX export ------------------------------------------------------------------------
+
+def graph_hash(module: torch.nn.Module, name: str) -> str:
+    """SHA-256 over what determines the export: the graph's name, its class's source, the
+    torch and transformers versions, and every parameter and buffer (names, shapes, bytes)."""
+    import transformers
+
+    digest = hashlib.sha256(f"{name}|{torch.__version__}|{transformers.__version__}".encode())
+    digest.update(inspect.getsource(type(module)).encode())
+    for key, tensor in sorted(module.state_dict().items()):
+        digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def export_onnx(module: torch.nn.Module, name: str, example: Inputs, precision: str = "fp32") -> Path:
+    """The export of ``module`` at ``precision``, from the cache or made now (then cached).
+
+    Files are written in a temporary folder and moved into place, so an interrupted
+    export leaves no half-written model behind.
+    """
+    folder = cache_root() / "onnx" / f"{name}-{graph_hash(module, name)[:16]}"
+    fp32 = folder / "model.onnx"
+    if not fp32.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:
+            _export_fp32(module, example, Path(tmp) / "model.onnx")
+            os.replace(Path(tmp) / "model.onnx", fp32)
+        log.info("exported %s to %s", name, fp32)
+    if precision == "fp32":
+        return fp32
+    target = folder / f"model.{precision}.onnx"
+    if not target.exists():
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".convert-") as tmp:
+            converted = Path(tmp) / target.name
+            _convert(fp32, converted, precision)
+            os.replace(converted, target)
+        log.info("converted %s to %s", fp32, target)
+    return target
+
+
+def _export_fp32(module: torch.nn.Module, example: Inputs, path: Path) -> None:
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    args = tuple(torch.from_numpy(example[k]) for k in INPUTS)
+    with torch.inference_mode(False), torch.no_grad():
+        torch.onnx.export(module.cpu(), args, str(path), input_names=list(INPUTS), output_names=[OUTPUT],
+                          dynamo=True, external_data=False, verbose=False,
+                          dynamic_shapes={k: {0: batch, 1: sequence} for k in INPUTS})
+
+
+def _convert(fp32: Path, target: Path, precision: str) -> None:
+    if precision == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8)
+    else:
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        # keep_io_types: the graph still takes int64 ids and returns float32 to the caller.
+        onnx.save(convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True), str(target))
+
+
+# --- onnxruntime ------------------------------------------------------------------------
+
+def onnx_providers(device: str) -> list[str]:
+    """Providers in order of preference: CUDA when onnxruntime-gpu sees a GPU, then CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        raise RuntimeError(f"device 'cuda' requested but onnxruntime has no CUDA provider (has {available}); "
+                           "install onnxruntime-gpu")
+    if device == "auto":
+        log.info("onnxruntime: no CUDA provider (install onnxruntime-gpu for GPUs); running on CPU")
+    return ["CPUExecutionProvider"]
+
+
+class OnnxGraph:
+    def __init__(self, path: Path, options: RuntimeOptions):
+        import onnxruntime as ort
+
+        providers = onnx_providers(options.device)
+        if options.precision == "fp16" and providers[0] != "CUDAExecutionProvider":
+            log.warning("FP16 ONNX needs the CUDA provider; running the FP32 export on CPU instead")
+            path = path.with_name("model.onnx")
+        session_options = ort.SessionOptions()
+        session_options.intra_op_num_threads = cpu_threads(options)
+        session_options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), session_options, providers=providers)
+        self.on_gpu = self.session.get_providers()[0] == "CUDAExecutionProvider"
+        if providers[0] == "CUDAExecutionProvider" and not self.on_gpu:
+            log.warning("onnxruntime could not start the CUDA provider; fell back to CPU")
+        self.path = path
+        log.info("onnxruntime %s on %s", path, self.session.get_providers())
+
+    def __call__(self, inputs: Inputs) -> np.ndarray:
+        if not self.on_gpu:
+            return self.session.run([OUTPUT], {k: inputs[k] for k in INPUTS})[0]
+        # IO binding: copy the ids to the GPU once and let the output stay there until the end.
+        binding = self.session.io_binding()
+        for k in INPUTS:
+            binding.bind_cpu_input(k, inputs[k])
+        binding.bind_output(OUTPUT, "cuda")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+
+# --- batching ---------------------------------------------------------------------------
+
+def tokenize(tokenizer, texts: list[str], max_length: int, padding: bool | str = True,
+             add_special_tokens: bool = True) -> Inputs:
+    encoded = tokenizer(texts, max_length=max_length, truncation=True, padding=padding,
+                        add_special_tokens=add_special_tokens, return_tensors="np")
+    return {k: encoded[k].astype(np.int64) for k in INPUTS}
+
+
+def _ahead(items: Iterable, depth: int = 2) -> Iterator:
+    """Iterate ``items`` in a background thread, ``depth`` items ahead of the consumer.
+
+    Fast tokenizers release the GIL, so the next batch is tokenised while the network
+    runs the current one.
+    """
+    done = object()
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+
+    def produce():
+        try:
+            for item in items:
+                buffer.put(item)
+        except BaseException as err:  # re-raised in the consumer
+            buffer.put(err)
+        buffer.put(done)
+
+    threading.Thread(target=produce, daemon=True).start()
+    while (item := buffer.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def iter_batches(texts: list[str], tokenize_batch: Callable[[list[str]], Inputs], graph: Graph,
+                 batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(indices, outputs)`` per batch of ``texts``, longest texts first."""
+    groups = list(batches(length_sorted(texts), batch_size))
+    for idx, inputs in zip(groups, _ahead(tokenize_batch([texts[i] for i in idx]) for idx in groups)):
+        yield idx, graph(inputs)
+
+
+def run_batches(texts: list[str], tokenize_batch: Callable[[list[str]], Inputs], graph: Graph, batch_size: int,
+                width: int) -> np.ndarray:
+    """``graph`` over ``texts`` as one array, rows in input order."""
+    out = np.empty((len(texts), width), dtype=np.float32)
+    for idx, outputs in iter_batches(texts, tokenize_batch, graph, batch_size):
+        out[idx] = outputs
+    return out
+
+
+def example_inputs(tokenizer) -> Inputs:
+    """Two texts of different lengths: enough for the exporter to see both axes vary."""
+    return tokenize(tokenizer, ["an example text to trace the graph", "short"], 16)
+
