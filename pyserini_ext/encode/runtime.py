@@ -45,6 +45,10 @@ CACHE_ENV = "PYSERINI_EXT_CACHE"
 INPUTS = ("input_ids", "attention_mask")
 OUTPUT = "output"
 
+# Measured on 2 cores (all-MiniLM-L6-v2, SciFact, 256 word pieces): batches of 8 run 10% (ONNX)
+# to 28% (PyTorch) faster than batches of 32, which spill the CPU caches; GPUs want large batches.
+CPU_BATCH, GPU_BATCH = 8, 64
+
 Inputs = dict[str, np.ndarray]  # INPUTS -> int64 arrays, batch x sequence
 Graph = Callable[[Inputs], np.ndarray]
 
@@ -57,7 +61,7 @@ class RuntimeOptions:
     precision: str = "fp32"  # fp32 | fp16 (ONNX on CUDA) | int8 (ONNX dynamic quantisation, CPU)
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     threads: int = 0  # CPU threads for the network; 0: every core this process may use
-    batch_size: int = 32
+    batch_size: int = 0  # 0: CPU_BATCH on a CPU, GPU_BATCH on a GPU
 
     def __post_init__(self):
         for name, allowed in (("backend", BACKENDS), ("precision", PRECISIONS), ("device", DEVICES)):
@@ -93,6 +97,7 @@ class TorchGraph:
         if options.device == "cuda" and not cuda:
             raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
         self.device = "cuda" if options.device in ("auto", "cuda") and cuda else "cpu"
+        self.on_gpu = self.device == "cuda"
         if self.device == "cpu":
             torch.set_num_threads(cpu_threads(options))
         self.module = module.to(self.device)
@@ -247,18 +252,21 @@ def _ahead(items: Iterable, depth: int = 2) -> Iterator:
 
 
 def iter_batches(texts: list[str], tokenize_batch: Callable[[list[str]], Inputs], graph: Graph,
-                 batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(indices, outputs)`` per batch of ``texts``, longest texts first."""
+                 batch_size: int) -> Iterator[tuple[np.ndarray, Inputs, np.ndarray]]:
+    """``(indices, inputs, outputs)`` per batch of ``texts``, longest texts first.
+
+    ``batch_size`` 0 picks the device's default (``CPU_BATCH`` or ``GPU_BATCH``)."""
+    batch_size = batch_size or (GPU_BATCH if getattr(graph, "on_gpu", False) else CPU_BATCH)
     groups = list(batches(length_sorted(texts), batch_size))
     for idx, inputs in zip(groups, _ahead(tokenize_batch([texts[i] for i in idx]) for idx in groups)):
-        yield idx, graph(inputs)
+        yield idx, inputs, graph(inputs)
 
 
 def run_batches(texts: list[str], tokenize_batch: Callable[[list[str]], Inputs], graph: Graph, batch_size: int,
                 width: int) -> np.ndarray:
     """``graph`` over ``texts`` as one array, rows in input order."""
     out = np.empty((len(texts), width), dtype=np.float32)
-    for idx, outputs in iter_batches(texts, tokenize_batch, graph, batch_size):
+    for idx, _, outputs in iter_batches(texts, tokenize_batch, graph, batch_size):
         out[idx] = outputs
     return out
 

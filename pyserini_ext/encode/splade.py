@@ -65,7 +65,7 @@ class SpladeModel:
         """Float term weights, one CSR row per text (rows in input order)."""
         # Each batch becomes sparse as it comes: only one batch x vocabulary block is ever dense.
         rows: list[sp.csr_matrix | None] = [None] * len(texts)
-        for idx, pooled in iter_batches(texts, lambda batch: tokenize(self.tokenizer, batch, max_length), self.graph,
+        for idx, _, pooled in iter_batches(texts, lambda batch: tokenize(self.tokenizer, batch, max_length), self.graph,
                                         self.options.batch_size):
             for i, row in zip(idx, sp.csr_matrix(pooled)):
                 rows[i] = row

@@ -223,3 +223,46 @@ def build_rerank(dataset: Dataset, params: RerankParams, workdir: Path, quiet: b
 
 
 SEARCHERS.register("rerank", SearcherType("rerank", RerankParams, build_rerank))
+
+
+# --- Multi-vector (late interaction) -----------------------------------------------------
+
+@dataclass(frozen=True)
+class MultiVectorParams:
+    encoder: str = "colbert-minilm-l6-v2"  # a colbert-family card
+    scorer: str = "colbert"  # colbert (exact MaxSim) | xtr (retrieved scores + imputation) | ivf (centroids -> MaxSim)
+    token_index: str = "flat"  # colbert/xtr: flat | ivf (ivf always uses the IVF index)
+    k_prime: int = 100  # colbert/xtr: tokens retrieved per query token
+    nprobe: int = 4  # clusters probed per query token (IVF indexes)
+    nlist: int = 1024  # k-means centroids of the IVF index
+    imputation: str = "min"  # xtr: min | zero | mean | p10 | power
+
+
+def token_store_dir(dataset: Dataset, encoder: str, workdir: Path) -> Path:
+    return workdir / "indexes" / f"{slug(dataset)}.{encoder}" / "tokens"
+
+
+def build_multivector(dataset: Dataset, params: MultiVectorParams, workdir: Path, quiet: bool = False):
+    from pyserini_ext.encode.base import load_card
+    from pyserini_ext.index.multivector import TokenStore, build_token_index, encode_token_corpus, read_token_index
+    from pyserini_ext.search.multivector import ColbertSearcher, IvfSearcher, XtrSearcher
+
+    scorers = {"colbert": ColbertSearcher, "xtr": XtrSearcher, "ivf": IvfSearcher}
+    if params.scorer not in scorers:
+        raise ValueError(f"scorer must be one of {', '.join(scorers)}, got {params.scorer!r}")
+    card = load_card(params.encoder)
+    root = token_store_dir(dataset, params.encoder, workdir)
+    _encode_once(root, lambda: encode_token_corpus(dataset.docs(), card.document_encoder(), root, quiet=quiet))
+    store = TokenStore(root)
+    kind = "ivf" if params.scorer == "ivf" else params.token_index
+    name = "flat.faiss" if kind == "flat" else f"ivf{params.nlist}.faiss"
+    index = read_token_index(build_token_index(store, root.with_name(name), kind, params.nlist))
+    encoder = card.query_encoder()
+    if params.scorer == "ivf":
+        return IvfSearcher(store, index, encoder, params.nprobe)
+    if params.scorer == "xtr":
+        return XtrSearcher(store, index, encoder, params.k_prime, params.nprobe, params.imputation)
+    return ColbertSearcher(store, index, encoder, params.k_prime, params.nprobe)
+
+
+SEARCHERS.register("multivector", SearcherType("multivector", MultiVectorParams, build_multivector))

@@ -1,0 +1,166 @@
+"""Late-interaction search over a token store: exact MaxSim (ColBERT), XTR's imputed
+scores, and IVF (PLAID-style) candidate generation.
+
+All three take a query's token vectors ``Q`` (``m x dim``) and return Pyserini
+``DenseSearchResult`` lists in the foundation's total order (score, then tie policy):
+
+* :class:`ColbertSearcher`: each query token retrieves its top ``k_prime`` document
+  tokens from a token index (flat, or IVF with ``nprobe``); the documents owning them are
+  the candidates, scored exactly by MaxSim ``sum_i max_j Q_i . D_j`` from the token store.
+* :class:`XtrSearcher`: scores come only from the retrieved tokens, never from the store.
+  For query token i and candidate d, ``s_i(d)`` is the best retrieved score among d's
+  tokens; when none of d's tokens was retrieved for i, ``s_i(d)`` is imputed as ``m_i``;
+  the score is ``sum_i s_i(d)``. ``m_i`` from token i's retrieved scores: ``min`` (the
+  k'-th score, XTR's choice), ``zero``, ``mean``, ``p10`` (10th percentile) or ``power``
+  (a power law ``s(r) = a r^b`` fitted to the scores by rank, evaluated at rank k'+1).
+* :class:`IvfSearcher`: each query token's ``nprobe`` nearest k-means centroids select
+  the documents with a token in those clusters; the candidates are scored by exact MaxSim.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pyserini.search.faiss import DenseSearchResult
+
+from pyserini_ext.index.multivector import TokenStore
+from pyserini_ext.search.ties import check_policy, total_order
+
+IMPUTATIONS = ("min", "zero", "mean", "p10", "power")
+
+
+def maxsim(query: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
+    """``sum_i max_j Q_i . D_j`` for each document in ``docs`` (one score per document)."""
+    if not docs:
+        return np.zeros(0, dtype=np.float32)
+    lengths = np.array([len(d) for d in docs])
+    tokens = np.concatenate(docs).astype(np.float32, copy=False)
+    sims = query.astype(np.float32, copy=False) @ tokens.T  # m x all candidate tokens
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return np.maximum.reduceat(sims, starts, axis=1).sum(axis=0)
+
+
+def impute(scores: np.ndarray, how: str) -> np.ndarray:
+    """``m_i`` per query token from its retrieved scores (``m x k'``, each row descending)."""
+    if how == "min":
+        return scores.min(axis=1)
+    if how == "zero":
+        return np.zeros(len(scores), dtype=scores.dtype)
+    if how == "mean":
+        return scores.mean(axis=1)
+    if how == "p10":
+        return np.percentile(scores, 10, axis=1).astype(scores.dtype)
+    if how == "power":
+        k = scores.shape[1]
+        log_rank = np.log(np.arange(1, k + 1, dtype=np.float64))
+        out = np.empty(len(scores), dtype=np.float64)
+        for i, row in enumerate(scores.astype(np.float64)):
+            positive = np.maximum(row, 1e-6)  # cosine scores can reach 0; the log needs > 0
+            if k < 2:
+                out[i] = row[-1]
+                continue
+            b, log_a = np.polyfit(log_rank, np.log(positive), 1)
+            out[i] = min(np.exp(log_a) * (k + 1) ** b, row[-1])  # never above the last retrieved score
+        return out.astype(scores.dtype)
+    raise ValueError(f"imputation must be one of {IMPUTATIONS}, got {how!r}")
+
+
+class _LateInteractionSearcher:
+    """Pyserini's searcher interface over query token matrices."""
+
+    def __init__(self, store: TokenStore, query_encoder, tie_policy: str = "docid", seed: int = 0):
+        self.store, self.query_encoder = store, query_encoder
+        self.tie_policy, self.seed = check_policy(tie_policy), seed
+        self.docids = store.docids
+
+    def search(self, query: str | np.ndarray, k: int = 10, threads: int = 1) -> list[DenseSearchResult]:
+        qid = query if isinstance(query, str) else ""
+        vectors = self.query_encoder.encode_batch([query])[0] if isinstance(query, str) else query
+        return self._ranked(qid, *self.score(vectors), k)
+
+    def batch_search(self, queries: list[str] | np.ndarray, q_ids: list[str], k: int = 10,
+                     threads: int = 1) -> dict[str, list[DenseSearchResult]]:
+        vectors = queries if isinstance(queries, np.ndarray) else self.query_encoder.encode_batch(list(queries))
+        return {qid: self._ranked(qid, *self.score(q), k) for qid, q in zip(q_ids, vectors)}
+
+    def score(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(candidate document indices, their scores) for one query's token matrix."""
+        raise NotImplementedError
+
+    def _ranked(self, qid: str, docs: np.ndarray, scores: np.ndarray, k: int) -> list[DenseSearchResult]:
+        docids = [self.docids[d] for d in docs]
+        order = total_order(docids, scores, self.tie_policy, self.seed, qid)[:k]
+        return [DenseSearchResult(docids[i], float(scores[i])) for i in order]
+
+    def exact(self, query: np.ndarray, docs: np.ndarray) -> np.ndarray:
+        return maxsim(query, [self.store.doc_tokens(int(d)) for d in docs])
+
+
+class ColbertSearcher(_LateInteractionSearcher):
+    def __init__(self, store: TokenStore, token_index, query_encoder, k_prime: int = 100, nprobe: int = 32,
+                 tie_policy: str = "docid", seed: int = 0):
+        super().__init__(store, query_encoder, tie_policy, seed)
+        self.index, self.k_prime = token_index, k_prime
+        self.token_doc = store.token_doc()
+        if hasattr(token_index, "nprobe"):
+            token_index.nprobe = nprobe
+
+    def candidates(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Retrieved (scores, token ids), each ``m x k'``."""
+        scores, ids = self.index.search(np.ascontiguousarray(query, dtype=np.float32), self.k_prime)
+        return scores, ids
+
+    def score(self, query):
+        _, ids = self.candidates(query)
+        docs = np.unique(self.token_doc[ids[ids >= 0]])
+        return docs, self.exact(query, docs)
+
+
+class XtrSearcher(ColbertSearcher):
+    def __init__(self, store: TokenStore, token_index, query_encoder, k_prime: int = 100, nprobe: int = 32,
+                 imputation: str = "min", tie_policy: str = "docid", seed: int = 0):
+        super().__init__(store, token_index, query_encoder, k_prime, nprobe, tie_policy, seed)
+        if imputation not in IMPUTATIONS:
+            raise ValueError(f"imputation must be one of {IMPUTATIONS}, got {imputation!r}")
+        self.imputation = imputation
+
+    def score(self, query):
+        scores, ids = self.candidates(query)
+        return xtr_scores(scores, ids, self.token_doc, self.imputation)
+
+
+def xtr_scores(scores: np.ndarray, ids: np.ndarray, token_doc: np.ndarray, imputation: str = "min"
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """XTR's document scores from retrieved tokens only: (candidate documents, scores)."""
+    valid = ids >= 0
+    docs_of = np.where(valid, token_doc[np.where(valid, ids, 0)], -1)
+    docs = np.unique(docs_of[valid])
+    # m_i from the tokens really retrieved (an IVF probe can return fewer than k').
+    missing = np.array([impute(row[v][None], imputation)[0] if v.any() else 0.0 for row, v in zip(scores, valid)])
+    best = np.full((len(scores), len(docs)), -np.inf, dtype=np.float64)
+    rows = np.repeat(np.arange(len(scores)), valid.sum(axis=1))
+    np.maximum.at(best, (rows, np.searchsorted(docs, docs_of[valid])), scores[valid])
+    best = np.where(np.isinf(best), missing[:, None], best)
+    return docs, best.sum(axis=0)
+
+
+class IvfSearcher(_LateInteractionSearcher):
+    def __init__(self, store: TokenStore, ivf_index, query_encoder, nprobe: int = 4, tie_policy: str = "docid",
+                 seed: int = 0):
+        import faiss
+
+        super().__init__(store, query_encoder, tie_policy, seed)
+        ivf = faiss.extract_index_ivf(ivf_index)
+        self.quantizer, self.nprobe = ivf.quantizer, nprobe
+        token_doc = store.token_doc()
+        lists = ivf.invlists
+        # Documents with a token in each cluster, from the inverted lists themselves.
+        self.cluster_docs = [
+            np.unique(token_doc[faiss.rev_swig_ptr(lists.get_ids(c), lists.list_size(c)).copy()])
+            if lists.list_size(c) else np.zeros(0, dtype=np.int32)
+            for c in range(ivf.nlist)
+        ]
+
+    def score(self, query):
+        _, clusters = self.quantizer.search(np.ascontiguousarray(query, dtype=np.float32), self.nprobe)
+        docs = np.unique(np.concatenate([self.cluster_docs[c] for c in np.unique(clusters[clusters >= 0])]))
+        return docs, self.exact(query, docs)

@@ -1,0 +1,188 @@
+"""Late interaction: the ColBERT encoder's input conventions, the token store, and MaxSim,
+XTR and IVF scores against direct NumPy implementations written out loop by loop."""
+
+import os
+
+import faiss
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from pyserini_ext.data import get_dataset
+from pyserini_ext.encode.colbert import ColbertDocumentEncoder, ColbertOptions, ColbertQueryEncoder
+from pyserini_ext.index.multivector import TokenStore, build_token_index, encode_token_corpus, read_token_index
+from pyserini_ext.search.multivector import ColbertSearcher, IvfSearcher, XtrSearcher, impute, maxsim, xtr_scores
+
+
+def loop_maxsim(query, doc):
+    return sum(max(float(np.dot(q, d)) for d in doc) for q in query)
+
+
+def loop_xtr(query, store_tokens, token_doc, k_prime, imputation_value):
+    """XTR by hand: brute-force top-k' tokens per query token, best retrieved per (token, doc), impute the rest."""
+    retrieved = []  # per query token: {doc: best score}, and the k' scores
+    for q in query:
+        sims = [(float(np.dot(q, t)), j) for j, t in enumerate(store_tokens)]
+        sims.sort(key=lambda x: (-x[0], x[1]))
+        top = sims[:k_prime]
+        best = {}
+        for s, j in top:
+            d = int(token_doc[j])
+            best[d] = max(best.get(d, -np.inf), s)
+        retrieved.append((best, [s for s, _ in top]))
+    docs = sorted({d for best, _ in retrieved for d in best})
+    scores = {}
+    for d in docs:
+        scores[d] = sum(best.get(d, imputation_value(top)) for best, top in retrieved)
+    return scores
+
+
+@pytest.fixture(scope="module")
+def sample():
+    scifact = get_dataset("beir/scifact")
+    docs = [d for _, d in zip(range(24), scifact.docs())]
+    return docs, list(scifact.topics("test").values())[:5]
+
+
+@pytest.fixture(scope="module")
+def encoders(minilm_path):
+    options = ColbertOptions(marker_style="none", doc_length=96, batch_size=8)
+    return ColbertQueryEncoder(minilm_path, options), ColbertDocumentEncoder(minilm_path, options)
+
+
+@pytest.fixture(scope="module")
+def store(encoders, sample, tmp_path_factory):
+    root = tmp_path_factory.mktemp("tokens") / "tokens"
+    encode_token_corpus(sample[0], encoders[1], root, shard_size=10, quiet=True)
+    return TokenStore(root)
+
+
+def test_query_and_document_conventions(minilm_path):
+    text = "Graphene, a 2-D material!"
+    for style, marker_len in (("token", 1), ("text", 3), ("none", 0)):
+        options = ColbertOptions(marker_style=style, query_marker="[unused0]" if style == "token" else "[Q]")
+        net = ColbertQueryEncoder(minilm_path, options).net
+        inputs = net.token_ids([text], options.query_marker, "", 32, augment=True)
+        ids, mask = inputs["input_ids"][0], inputs["attention_mask"][0]
+        body = net.tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert ids[0] == net.tokenizer.cls_token_id and len(ids) == 32
+        assert list(ids[1 + marker_len:1 + marker_len + len(body)]) == body
+        real = 1 + marker_len + len(body) + 1  # [CLS] marker text [SEP]
+        assert ids[real - 1] == net.tokenizer.sep_token_id
+        assert (ids[real:] == net.tokenizer.mask_token_id).all() and mask[:real].all() and not mask[real:].any()
+    token = ColbertQueryEncoder(minilm_path, ColbertOptions(marker_style="token")).net
+    assert token.marker_ids("[unused0]") == [token.tokenizer.convert_tokens_to_ids("[unused0]")]
+    with pytest.raises(ValueError, match="not a token of this vocabulary"):
+        token.marker_ids("[Q]")
+
+
+def test_documents_drop_punctuation_and_queries_keep_every_position(encoders):
+    query_encoder, doc_encoder = encoders
+    net = doc_encoder.net
+    text = "Graphene, a 2-D material!"
+    inputs = net.token_ids([text], "", "", 96, augment=False)
+    tokens = net.tokenizer.convert_ids_to_tokens(inputs["input_ids"][0])
+    kept = [t for t, k in zip(tokens, net.keep_mask(inputs)[0]) if k]
+    assert kept == ["[CLS]", "graph", "##ene", "a", "2", "d", "material", "[SEP]"]
+    [vectors] = doc_encoder.encode([text])
+    assert vectors.shape == (8, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    q = query_encoder.encode("what is graphene")
+    assert q.shape == (32, 384) and np.allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-5)
+
+
+def test_projection_is_loaded_from_a_pylate_layout(minilm_path, tmp_path):
+    model = tmp_path / "with-projection"
+    model.mkdir()
+    for name in os.listdir(minilm_path):  # the checkpoint, linked, plus a 1_Dense module
+        os.symlink(os.path.join(minilm_path, name), model / name)
+    weight = torch.from_numpy(np.random.default_rng(0).normal(size=(16, 384)).astype(np.float32))
+    (model / "1_Dense").mkdir()
+    save_file({"linear.weight": weight}, str(model / "1_Dense" / "model.safetensors"))
+    projected = ColbertQueryEncoder(str(model), ColbertOptions(marker_style="none")).encode("graphene")
+    plain = ColbertQueryEncoder(minilm_path, ColbertOptions(marker_style="none", projection=False)).net
+    hidden = plain.graph.module.transformer(**{k: torch.from_numpy(v) for k, v in plain.token_ids(
+        ["graphene"], "", "", 32, augment=True).items()}).last_hidden_state[0].detach()
+    expected = torch.nn.functional.normalize(hidden @ weight.T, dim=-1).numpy()
+    assert projected.shape == (32, 16)
+    np.testing.assert_allclose(projected, expected, atol=1e-5)
+
+
+def test_token_store_round_trip_and_resume(encoders, sample, store, tmp_path):
+    docs = sample[0]
+    vectors = encoders[1].encode([d.text for d in docs], titles=[d.title for d in docs])
+    assert store.docids == [d.docid for d in docs] and store.num_tokens == sum(len(v) for v in vectors)
+    for i in (0, 9, 10, 23):  # across the shard boundary at 10
+        np.testing.assert_array_equal(store.doc_tokens(i), vectors[i].astype(np.float16))
+    assert (store.token_doc()[store.offsets[12]:store.offsets[13]] == 12).all()
+    # An interrupted encoding resumes: drop the last shard's docid file and encode again.
+    root = tmp_path / "tokens"
+    encode_token_corpus(docs, encoders[1], root, shard_size=10, quiet=True)
+    (root / "docid-00002.txt").unlink()
+    encode_token_corpus(docs, encoders[1], root, shard_size=10, quiet=True)
+    np.testing.assert_array_equal(np.load(root / "tokens-00002.npy"), np.load(store.root / "tokens-00002.npy"))
+
+
+def test_maxsim_equals_the_loop():
+    rng = np.random.default_rng(1)
+    query = rng.normal(size=(4, 8)).astype(np.float32)
+    docs = [rng.normal(size=(n, 8)).astype(np.float32) for n in (1, 5, 3)]
+    np.testing.assert_allclose(maxsim(query, docs), [loop_maxsim(query, d) for d in docs], rtol=1e-5)
+
+
+def test_exact_colbert_and_ivf_equal_brute_force(encoders, sample, store, tmp_path):
+    queries = encoders[0].encode_batch(sample[1])
+    all_docs = [store.doc_tokens(i).astype(np.float32) for i in range(store.num_docs)]
+    flat = read_token_index(build_token_index(store, tmp_path / "flat.faiss", "flat"))
+    ivf = read_token_index(build_token_index(store, tmp_path / "ivf.faiss", "ivf", nlist=32))
+    # k' = every token, nprobe = every cluster: both must score every document exactly.
+    colbert = ColbertSearcher(store, flat, encoders[0], k_prime=store.num_tokens)
+    full_ivf = IvfSearcher(store, ivf, encoders[0], nprobe=32)
+    for q in queries:
+        expected = np.array([loop_maxsim(q, d) for d in all_docs])
+        order = np.lexsort((np.array(store.docids), -expected))
+        for searcher in (colbert, full_ivf):
+            hits = searcher.search(q, k=10)
+            assert [h.docid for h in hits] == [store.docids[i] for i in order[:10]]
+            np.testing.assert_allclose([h.score for h in hits], expected[order[:10]], rtol=1e-5)
+    # Fewer tokens or clusters: a subset of the candidates, each still scored exactly.
+    narrow, one_token = IvfSearcher(store, ivf, encoders[0], nprobe=1), queries[0][3:4]
+    docs, scores = narrow.score(one_token)
+    quantizer = faiss.extract_index_ivf(ivf).quantizer
+    _, probed = quantizer.search(one_token, 1)
+    _, assigned = quantizer.search(np.concatenate(all_docs), 1)  # each token's cluster, recomputed
+    assert list(docs) == sorted(set(store.token_doc()[assigned[:, 0] == probed[0, 0]]))
+    np.testing.assert_allclose(scores, [loop_maxsim(one_token, all_docs[d]) for d in docs], rtol=1e-5)
+
+
+@pytest.mark.parametrize("imputation", ["min", "zero", "mean", "p10"])
+def test_xtr_equals_the_loop(encoders, sample, store, tmp_path, imputation):
+    tokens = np.concatenate([store.doc_tokens(i).astype(np.float32) for i in range(store.num_docs)])
+    index = faiss.IndexFlatIP(store.dim)
+    index.add(tokens)
+    k_prime = 20
+    searcher = XtrSearcher(store, index, encoders[0], k_prime=k_prime, imputation=imputation)
+    value = {"min": min, "zero": lambda top: 0.0, "mean": lambda top: sum(top) / len(top),
+             "p10": lambda top: float(np.percentile(top, 10))}[imputation]
+    for q in encoders[0].encode_batch(sample[1][:3]):
+        expected = loop_xtr(q, tokens, store.token_doc(), k_prime, value)
+        docs, scores = searcher.score(q)
+        assert list(docs) == sorted(expected)
+        np.testing.assert_allclose(scores, [expected[d] for d in docs], rtol=1e-4, atol=1e-4)
+
+
+def test_imputations_by_hand():
+    scores = np.array([[0.9, 0.5, 0.4, 0.2], [0.8, 0.8, 0.6, 0.6]], dtype=np.float32)
+    np.testing.assert_allclose(impute(scores, "min"), [0.2, 0.6])
+    np.testing.assert_allclose(impute(scores, "zero"), [0.0, 0.0])
+    np.testing.assert_allclose(impute(scores, "mean"), [0.5, 0.7])
+    # 10th percentile of 4 points, linear interpolation: x[0] + 0.3 * (x[1] - x[0]) in ascending order.
+    np.testing.assert_allclose(impute(scores, "p10"), [0.2 + 0.3 * 0.2, 0.6], rtol=1e-6)
+    power = np.array([[2.0 * r ** -0.5 for r in range(1, 11)]], dtype=np.float32)  # exactly s(r) = 2 r^-1/2
+    np.testing.assert_allclose(impute(power, "power"), [2.0 * 11 ** -0.5], rtol=1e-5)
+    # Scores of one query token: docs 7 and 3 retrieved, doc 5 only by the other token.
+    docs, total = xtr_scores(np.array([[0.9, 0.7], [0.6, 0.5]]), np.array([[0, 1], [2, 0]]), np.array([7, 3, 5]))
+    # token 0: doc7 0.9, doc3 0.7, doc5 missing -> min 0.7; token 1: doc5 0.6, doc7 0.5, doc3 missing -> 0.5
+    assert list(docs) == [3, 5, 7]
+    np.testing.assert_allclose(total, [0.7 + 0.5, 0.7 + 0.6, 0.9 + 0.5])
