@@ -72,10 +72,12 @@ def main() -> None:
     kmax = max(K_PRIMES)
     token_doc = store.token_doc()
     started = time.perf_counter()
-    retrieved = [flat.search(np.ascontiguousarray(q), kmax) for q in queries]
+    m = queries.shape[1]
+    all_scores, all_ids = flat.search(np.ascontiguousarray(queries.reshape(-1, queries.shape[2])), kmax)
+    retrieved = [(all_scores[i * m:(i + 1) * m], all_ids[i * m:(i + 1) * m]) for i in range(len(queries))]
     search_s = time.perf_counter() - started
     print(f"# SciFact test, {len(qids)} queries, colbert-minilm-l6-v2 (zero-shot), flat token index; "
-          f"top-{kmax} token search for all queries: {search_s:.0f} s")
+          f"one top-{kmax} token search for all queries' tokens: {search_s:.0f} s")
     print("| k' | ColBERT nDCG@10 | XTR (min) nDCG@10 | ColBERT candidates/query |")
     print("| --- | --- | --- | --- |")
     for k in K_PRIMES:

@@ -186,3 +186,39 @@ def test_imputations_by_hand():
     # token 0: doc7 0.9, doc3 0.7, doc5 missing -> min 0.7; token 1: doc5 0.6, doc7 0.5, doc3 missing -> 0.5
     assert list(docs) == [3, 5, 7]
     np.testing.assert_allclose(total, [0.7 + 0.5, 0.7 + 0.6, 0.9 + 0.5])
+
+
+def test_batch_search_equals_one_query_at_a_time(encoders, sample, store, tmp_path):
+    flat = read_token_index(build_token_index(store, tmp_path / "flat.faiss", "flat"))
+    queries = encoders[0].encode_batch(sample[1])
+    qids = [f"q{i}" for i in range(len(queries))]
+    for searcher in (ColbertSearcher(store, flat, encoders[0], k_prime=15),
+                     XtrSearcher(store, flat, encoders[0], k_prime=15)):
+        batched = searcher.batch_search(queries, qids, k=8)  # one token search for all queries
+        for qid, q in zip(qids, queries):
+            single = searcher.search(q, k=8)
+            assert [h.docid for h in batched[qid]] == [h.docid for h in single]
+            np.testing.assert_allclose([h.score for h in batched[qid]], [h.score for h in single], rtol=1e-6)
+
+
+def test_ivf_keeps_the_best_ndocs_by_centroid_interaction(encoders, sample, store, tmp_path):
+    ivf = read_token_index(build_token_index(store, tmp_path / "ivf.faiss", "ivf", nlist=32))
+    searcher = IvfSearcher(store, ivf, encoders[0], nprobe=2, ndocs=5)
+    query = encoders[0].encode_batch(sample[1][:1])[0]
+    quantizer = faiss.extract_index_ivf(ivf).quantizer
+    centroid_scores, probed = quantizer.search(query, 2)
+    tokens = np.concatenate([store.doc_tokens(i).astype(np.float32) for i in range(store.num_docs)])
+    _, assigned = quantizer.search(tokens, 1)
+    token_doc = store.token_doc()
+    approx = {}
+    for i in range(len(query)):  # by hand: per query token, the best probed centroid among each document's tokens
+        best = {}
+        for score, c in zip(centroid_scores[i], probed[i]):
+            for d in set(token_doc[assigned[:, 0] == c]):
+                best[d] = max(best.get(d, -np.inf), score)
+        for d, b in best.items():
+            approx[d] = approx.get(d, 0.0) + b
+    top5 = sorted(sorted(approx, key=lambda d: (-approx[d], d))[:5])
+    docs, scores = searcher.score(query)
+    assert list(docs) == top5
+    np.testing.assert_allclose(searcher.centroid_scores(query)[top5], [approx[d] for d in top5], rtol=1e-5)

@@ -81,7 +81,8 @@ def test_impossible_expected_value_exits_non_zero_with_fail(tmp_path, workdir):
                                   "scifact-minilm-hnsw", "scifact-bm25-minilm-rrf", "scifact-bm25-minilm-hybrid",
                                   "scifact-bm25-rerank-minilm", "scifact-bm25-rerank-splade-tiny", "scifact-splade-tiny",
                                   "scifact-mrl-minilm-zeroshot", "scifact-minilm-flat-onnx",
-                                  "scifact-minilm-flat-onnx-int8"])
+                                  "scifact-minilm-flat-onnx-int8", "scifact-colbert-minilm-colbert",
+                                  "scifact-colbert-minilm-xtr", "scifact-colbert-minilm-ivf"])
 def test_shipped_spec_reproduces(name, workdir):
     verdicts = run_spec(find_spec(name), workdir, quiet=True)
     assert all(v.status in (OK, WITHIN) for v in verdicts), [(v.expectation.metric, v.measured, v.status) for v in verdicts]

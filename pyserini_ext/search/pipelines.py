@@ -235,6 +235,7 @@ class MultiVectorParams:
     k_prime: int = 100  # colbert/xtr: tokens retrieved per query token
     nprobe: int = 4  # clusters probed per query token (IVF indexes)
     nlist: int = 1024  # k-means centroids of the IVF index
+    ndocs: int = 1000  # ivf: documents kept by centroid interaction for exact MaxSim
     imputation: str = "min"  # xtr: min | zero | mean | p10 | power
 
 
@@ -259,7 +260,7 @@ def build_multivector(dataset: Dataset, params: MultiVectorParams, workdir: Path
     index = read_token_index(build_token_index(store, root.with_name(name), kind, params.nlist))
     encoder = card.query_encoder()
     if params.scorer == "ivf":
-        return IvfSearcher(store, index, encoder, params.nprobe)
+        return IvfSearcher(store, index, encoder, params.nprobe, params.ndocs)
     if params.scorer == "xtr":
         return XtrSearcher(store, index, encoder, params.k_prime, params.nprobe, params.imputation)
     return ColbertSearcher(store, index, encoder, params.k_prime, params.nprobe)

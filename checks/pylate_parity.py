@@ -1,0 +1,96 @@
+"""Our MaxSim and XTR scores against PyLate's (``pylate.scores``) on the same embeddings.
+
+Real text: SciFact documents and test queries encoded by ``colbert-minilm-l6-v2``.
+
+* ``colbert_scores(Q, D, documents_mask)`` against our :func:`maxsim`;
+* ``XTRScores(k)`` (PyLate's XTR training score: each query token keeps its top-k tokens
+  over *all* the documents' tokens, a missing token counts 0, the sum is divided by the
+  number of query tokens that retrieved something) against our :func:`xtr_scores` with
+  ``zero`` imputation on the same global top-k, divided by the same count.
+
+PyLate is an optional extra, not a dependency. Its scoring module needs only torch and
+NumPy, while its full dependency set pins torch 2.11 (through fast-plaid) and
+transformers <= 5.3, so install it without dependencies:
+
+    pip install --no-deps "pylate>=1.6,<2"
+    python checks/pylate_parity.py [--docs 40] [--queries 10] [--k 200]
+
+Exit status 0 when every score agrees to 1e-5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+import pyserini_ext  # noqa: F401  (configures Java before pyserini)
+from pyserini_ext.data import get_dataset
+from pyserini_ext.encode.base import load_card
+from pyserini_ext.search.multivector import maxsim, xtr_scores
+
+ATOL = 1e-5
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=40)
+    parser.add_argument("--queries", type=int, default=10)
+    parser.add_argument("--k", type=int, default=200, help="XTR: tokens kept per query token")
+    args = parser.parse_args()
+    try:
+        import torch
+        from pylate.scores import XTRScores, colbert_scores
+    except ImportError:
+        print("PyLate is not installed: pip install --no-deps 'pylate>=1.6,<2'", file=sys.stderr)
+        return 2
+
+    scifact = get_dataset("beir/scifact")
+    docs = [d for _, d in zip(range(args.docs), scifact.docs())]
+    card = load_card("colbert-minilm-l6-v2")
+    doc_vectors = card.document_encoder().encode([d.text for d in docs], titles=[d.title for d in docs])
+    queries = card.query_encoder().encode_batch(list(scifact.topics("test").values())[: args.queries])
+
+    width = max(len(v) for v in doc_vectors)
+    padded = np.zeros((len(docs), width, queries.shape[2]), dtype=np.float32)
+    mask = np.zeros((len(docs), width), dtype=bool)
+    for i, v in enumerate(doc_vectors):
+        padded[i, :len(v)], mask[i, :len(v)] = v, True
+
+    theirs = colbert_scores(torch.from_numpy(queries), torch.from_numpy(padded), documents_mask=torch.from_numpy(mask),
+                            backend="torch").numpy()
+    ours = np.stack([maxsim(q, doc_vectors) for q in queries])
+    maxsim_error = float(np.abs(ours - theirs).max())
+
+    xtr_theirs = XTRScores(k=args.k)(torch.from_numpy(queries), torch.from_numpy(padded[None]),
+                                     documents_mask=torch.from_numpy(mask[None])).numpy()
+    tokens = np.concatenate(doc_vectors)
+    token_doc = np.repeat(np.arange(len(docs)), [len(v) for v in doc_vectors])
+    xtr_errors = []
+    for qi, q in enumerate(queries):
+        sims = q @ tokens.T
+        ids = np.argsort(-sims, axis=1, kind="stable")[:, : args.k]
+        scores = np.take_along_axis(sims, ids, axis=1)
+        cand, summed = xtr_scores(scores, ids, token_doc, "zero")
+        # PyLate's normaliser: query tokens whose best retrieved score in the document is > 0.
+        best = np.zeros((len(q), len(docs)))
+        np.maximum.at(best, (np.repeat(np.arange(len(q)), args.k), token_doc[ids].ravel()),
+                      np.maximum(scores.ravel(), 0))
+        z = np.maximum((best > 0).sum(axis=0), 1e-3)
+        ours_xtr = np.zeros(len(docs))
+        ours_xtr[cand] = summed
+        xtr_errors.append(np.abs(ours_xtr / z - xtr_theirs[qi]).max())
+    xtr_error = float(max(xtr_errors))
+
+    print(f"{len(queries)} queries x {len(docs)} SciFact documents, colbert-minilm-l6-v2 token vectors")
+    print(f"MaxSim vs pylate.scores.colbert_scores: max |difference| = {maxsim_error:.2e}")
+    print(f"XTR (zero imputation, k={args.k}, / tokens that retrieved) vs pylate.scores.XTRScores: "
+          f"max |difference| = {xtr_error:.2e}")
+    ok = maxsim_error <= ATOL and xtr_error <= ATOL
+    print("agree to 1e-5" if ok else "DISAGREE")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
