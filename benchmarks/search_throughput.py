@@ -50,7 +50,7 @@ def worker(name: str, index_dir: str, vectors_path: Path, repeat: int, out: Path
     for _ in range(repeat):
         start = time.perf_counter()
         for vector in vectors:
-            searcher.search(vector, k=K, threads=1)
+            searcher.search(vector[None, :], k=K, threads=1)  # FaissSearcher wants a 1 x d array
         single = min(single, time.perf_counter() - start)
     batch, results = float("inf"), None
     for _ in range(repeat):
