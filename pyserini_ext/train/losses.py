@@ -1,0 +1,179 @@
+"""Training losses, one function each, batched in torch, the formula in each docstring.
+
+Shapes. A *list* loss scores each query against its own candidate list:
+``student`` and ``teacher`` are ``B x n`` (query b, candidate i) and ``positive`` is
+a ``B x n`` boolean mask (the rest are negatives). A *matrix* loss scores each query
+against every document of the batch: ``B x N`` with the positive's column given.
+Every loss returns the mean over the batch's queries of a per-query sum, so a
+larger list weighs more, as in the papers.
+
+Scorers (:func:`dot_scores`, :func:`maxsim_scores`, :func:`xtr_scores`) turn
+representations into such score matrices.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+
+# --- scorers ----------------------------------------------------------------------------
+
+def dot_scores(queries: Tensor, docs: Tensor) -> Tensor:
+    """``s(q, d) = <q, d>``: ``B x dim`` and ``N x dim`` -> ``B x N``."""
+    return queries @ docs.T
+
+
+def _token_sims(queries: Tensor, docs: Tensor, doc_mask: Tensor) -> Tensor:
+    """``B x Lq x N x Ld`` token similarities; padding document tokens are -inf."""
+    sims = torch.einsum("bqh,ndh->bqnd", queries, docs)
+    return sims.masked_fill(~doc_mask.bool()[None, None], float("-inf"))
+
+
+def maxsim_scores(queries: Tensor, docs: Tensor, doc_mask: Tensor, query_mask: Tensor | None = None) -> Tensor:
+    """ColBERT's late interaction ``s(q, d) = sum_i max_j <q_i, d_j>``.
+
+    ``queries`` ``B x Lq x dim``, ``docs`` ``N x Ld x dim`` with ``doc_mask`` ``N x Ld``
+    (1 = a real token); ``query_mask`` drops query tokens (ColBERT keeps every
+    [MASK]-augmented position, so by default all count). Returns ``B x N``.
+    """
+    best = _token_sims(queries, docs, doc_mask).amax(dim=-1)  # B x Lq x N
+    if query_mask is not None:
+        best = best * query_mask[:, :, None].to(best.dtype)
+    return best.sum(dim=1)
+
+
+def xtr_scores(queries: Tensor, docs: Tensor, doc_mask: Tensor, k_train: int, query_mask: Tensor | None = None,
+               eps: float = 1e-3) -> Tensor:
+    """XTR's training score (Lee et al., 2023), ``B x N``.
+
+    For query token ``q_i`` let ``R_i`` be its ``k_train`` most similar document tokens
+    over the *whole batch* (all ``N x Ld`` real tokens). A document token counts only
+    if it is in ``R_i``:
+
+        s(q, d) = (1 / Z(q, d)) * sum_i max_{j in d, j in R_i} <q_i, d_j>
+
+    where the max over an empty set is 0 and ``Z(q, d)`` is the number of query tokens
+    with at least one token of ``d`` in ``R_i``, clamped below at ``eps``.
+    """
+    sims = _token_sims(queries, docs, doc_mask)  # B x Lq x N x Ld
+    b, lq, n, ld = sims.shape
+    flat = sims.reshape(b, lq, n * ld)
+    top = flat.topk(min(k_train, n * ld), dim=-1).indices
+    retrieved = torch.zeros_like(flat, dtype=torch.bool).scatter_(-1, top, True).reshape(b, lq, n, ld)
+    retrieved &= doc_mask.bool()[None, None]
+    best = sims.masked_fill(~retrieved, float("-inf")).amax(dim=-1)  # B x Lq x N
+    hit = retrieved.any(dim=-1)
+    if query_mask is not None:
+        hit = hit & query_mask.bool()[:, :, None]
+    best = torch.where(hit, best, torch.zeros_like(best))
+    z = hit.sum(dim=1).to(sims.dtype).clamp(min=eps)
+    return best.sum(dim=1) / z
+
+
+# --- pointwise and pairwise distillation -----------------------------------------------------
+
+def logit_mse(student: Tensor, teacher: Tensor) -> Tensor:
+    """``sum_i (t_i - s_i)^2`` per query, averaged over queries."""
+    return ((teacher - student) ** 2).sum(dim=-1).mean()
+
+
+def margin_mse(student: Tensor, teacher: Tensor) -> Tensor:
+    """Margin-MSE (Hofstätter et al., 2020): column 0 is the positive, the others negatives;
+
+        sum_{j >= 1} ((t_0 - t_j) - (s_0 - s_j))^2
+
+    per query, averaged over queries (with ``n = 2`` exactly ``((t1 - t2) - (s1 - s2))^2``).
+    """
+    teacher_margin = teacher[:, :1] - teacher[:, 1:]
+    student_margin = student[:, :1] - student[:, 1:]
+    return ((teacher_margin - student_margin) ** 2).sum(dim=-1).mean()
+
+
+def m3se(student: Tensor, teacher: Tensor, positive: Tensor) -> Tensor:
+    """Multi-margin MSE: with ``j*`` the negative the teacher scores highest,
+
+        sum_{i in P} ((t_i - t_j*) - (s_i - s_j*))^2 + sum_{j in N} [s_j - s_j*]_+^2
+
+    per query, averaged over queries: positives keep the teacher's margin to the
+    hardest negative, and no other negative may score above it.
+    """
+    positive = positive.bool()
+    hardest = teacher.masked_fill(positive, float("-inf")).argmax(dim=-1, keepdim=True)
+    t_star, s_star = teacher.gather(-1, hardest), student.gather(-1, hardest)
+    margins = ((teacher - t_star) - (student - s_star)) ** 2
+    above = F.relu(student - s_star) ** 2
+    return (torch.where(positive, margins, above)).sum(dim=-1).mean()
+
+
+def rankdistil_b(student: Tensor, teacher: Tensor, positive: Tensor, gamma0: float = 0.0) -> Tensor:
+    """RankDistil-B (Reddi et al., 2021):
+
+        sum_{i in P} (t_i - s_i)^2 + sum_{j in N} [s_j - gamma0]_+^2
+
+    per query, averaged over queries: fit the teacher on the positives, push the
+    negatives below ``gamma0``.
+    """
+    positive = positive.bool()
+    fit = (teacher - student) ** 2
+    push = F.relu(student - gamma0) ** 2
+    return torch.where(positive, fit, push).sum(dim=-1).mean()
+
+
+# --- listwise distillation -----------------------------------------------------------------------
+
+def softmax_ce(student: Tensor, teacher: Tensor, tau: float = 1.0) -> Tensor:
+    """Listwise softmax cross-entropy with temperature:
+
+        - sum_i p_i log q_i,   p = softmax(t / tau),  q = softmax(s / tau)
+
+    per query, averaged over queries. As tau grows, for two candidates
+    ``tau^2 dL/ds -> (1/8) d margin_mse/ds`` (Hinton et al.'s high-temperature limit).
+    """
+    p = F.softmax(teacher / tau, dim=-1)
+    return -(p * F.log_softmax(student / tau, dim=-1)).sum(dim=-1).mean()
+
+
+def listwise_kl(student: Tensor, teacher: Tensor, tau: float = 1.0) -> Tensor:
+    """``KL(p || q) = sum_i p_i (log p_i - log q_i)`` with ``p = softmax(t / tau)``,
+    ``q = softmax(s / tau)``; per query, averaged. Same gradient as :func:`softmax_ce`
+    (they differ by the teacher's entropy), zero when the distributions agree."""
+    log_p = F.log_softmax(teacher / tau, dim=-1)
+    return (log_p.exp() * (log_p - F.log_softmax(student / tau, dim=-1))).sum(dim=-1).mean()
+
+
+def tct_inbatch_kl(student: Tensor, teacher: Tensor, tau: float = 1.0) -> Tensor:
+    """TCT-ColBERT's in-batch distillation (Lin et al., 2021), over the batch's ``N`` documents:
+
+        KL(P_t || P_s),  P_t = softmax(MaxSim(q, d) / tau),  P_s = softmax(<q, d>)
+
+    ``student`` holds the dot products and ``teacher`` the MaxSim scores, both ``B x N``;
+    only the teacher is tempered, as in the paper.
+    """
+    log_p = F.log_softmax(teacher / tau, dim=-1)
+    return (log_p.exp() * (log_p - F.log_softmax(student, dim=-1))).sum(dim=-1).mean()
+
+
+def info_nce(scores: Tensor, positive_index: Tensor, tau: float = 1.0) -> Tensor:
+    """Contrastive InfoNCE: ``- log softmax(s / tau)_{d+}`` per query over every document
+    in ``scores`` (``B x N``: in-batch documents and hard negatives), averaged."""
+    return F.cross_entropy(scores / tau, positive_index)
+
+
+def mrl_listwise(student: Tensor, teacher: Tensor) -> Tensor:
+    """MRL's listwise loss (Zamani & Bendersky, 2023), a LambdaRank-style weighting:
+
+        sum_{(d, d'): y(d) > y(d')} |1/rank(d) - 1/rank(d')| * log(1 + exp(M(q, d') - M(q, d)))
+
+    per query, averaged; ``y`` the teacher's scores, ``M`` the student's, ranks (from 1)
+    from the student's own ordering of the list (ties by position), not differentiated.
+    """
+    order = student.detach().argsort(dim=-1, descending=True, stable=True)
+    ranks = torch.empty_like(order).scatter_(-1, order, torch.arange(1, student.shape[-1] + 1).expand_as(order))
+    reciprocal = 1.0 / ranks.to(student.dtype)
+    weight = (reciprocal[:, :, None] - reciprocal[:, None, :]).abs()  # d, d'
+    better = teacher[:, :, None] > teacher[:, None, :]
+    pair = F.softplus(student[:, None, :] - student[:, :, None])  # log(1 + exp(M(d') - M(d)))
+    return (weight * pair * better).sum(dim=(1, 2)).mean()

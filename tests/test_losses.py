@@ -1,0 +1,145 @@
+"""Training losses against values worked out by hand, gradient checks, and the
+high-temperature limit that links listwise softmax-CE to margin-MSE."""
+
+import math
+
+import pytest
+import torch
+
+from pyserini_ext.train import losses as L
+
+
+def t(rows):
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+def test_logit_mse_by_hand():
+    # (2 - 1)^2 + (0 - 2)^2
+    assert L.logit_mse(t([[1, 2]]), t([[2, 0]])).item() == pytest.approx(5.0)
+
+
+def test_margin_mse_by_hand():
+    # teacher margin 5 - 2 = 3, student margin 3 - 1 = 2: (3 - 2)^2
+    assert L.margin_mse(t([[3, 1]]), t([[5, 2]])).item() == pytest.approx(1.0)
+    # three candidates: teacher margins (3, 1), student margins (2, 3): 1 + 4
+    assert L.margin_mse(t([[3, 1, 0]]), t([[5, 2, 4]])).item() == pytest.approx(5.0)
+    # averaged over queries
+    assert L.margin_mse(t([[3, 1], [0, 0]]), t([[5, 2], [1, 0]])).item() == pytest.approx(1.0)
+
+
+def test_m3se_by_hand():
+    student, teacher = t([[3, 1, 1.5, 0]]), t([[4, 3, 1, 0]])
+    positive = torch.tensor([[True, False, False, False]])
+    # hardest negative by the teacher: j* = 1 (t = 3, s = 1)
+    # positive: ((4 - 3) - (3 - 1))^2 = 1; negatives: [1 - 1]_+^2 + [1.5 - 1]_+^2 + [0 - 1]_+^2 = 0.25
+    assert L.m3se(student, teacher, positive).item() == pytest.approx(1.25)
+
+
+def test_rankdistil_b_by_hand():
+    student, teacher = t([[3, 0.5, -1]]), t([[4, 0, 0]])
+    positive = torch.tensor([[True, False, False]])
+    # (4 - 3)^2 + [0.5 - 0]_+^2 + [-1 - 0]_+^2
+    assert L.rankdistil_b(student, teacher, positive, gamma0=0.0).item() == pytest.approx(1.25)
+    # gamma0 = -2: 1 + 2.5^2 + 1^2
+    assert L.rankdistil_b(student, teacher, positive, gamma0=-2.0).item() == pytest.approx(8.25)
+
+
+def test_softmax_ce_and_kl_by_hand():
+    # teacher probabilities (3/4, 1/4), student (1/2, 1/2)
+    student, teacher = t([[0, 0]]), t([[math.log(3), 0]])
+    assert L.softmax_ce(student, teacher).item() == pytest.approx(math.log(2))
+    assert L.listwise_kl(student, teacher).item() == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5))
+    # temperature divides both: tau = 2 with doubled scores is the same
+    assert L.softmax_ce(2 * student, 2 * teacher, tau=2.0).item() == pytest.approx(math.log(2))
+    assert L.listwise_kl(teacher, teacher).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_tct_kl_tempers_only_the_teacher():
+    # teacher MaxSim (2 ln 3, 0) / tau=2 -> p = (3/4, 1/4); student dot products (2, 0) untempered
+    student, teacher = t([[2, 0]]), t([[2 * math.log(3), 0]])
+    log_q = [2 - math.log(1 + math.exp(2)), -math.log(1 + math.exp(2))]
+    expected = 0.75 * (math.log(0.75) - log_q[0]) + 0.25 * (math.log(0.25) - log_q[1])
+    assert L.tct_inbatch_kl(student, teacher, tau=2.0).item() == pytest.approx(expected)
+
+
+def test_info_nce_by_hand():
+    # softmax of (ln 2, 0, 0) at the positive: 2 / 4
+    assert L.info_nce(t([[math.log(2), 0, 0]]), torch.tensor([0])).item() == pytest.approx(math.log(2))
+    assert L.info_nce(t([[0, 0, 2 * math.log(2)]]), torch.tensor([2]), tau=2.0).item() == pytest.approx(math.log(2))
+
+
+def test_maxsim_ignores_padding_tokens():
+    queries = t([[[1, 0], [0, 1]]])
+    docs = t([[[1, 0], [0.6, 0.8], [5, 5]]])  # the third token is padding and would win everything
+    mask = torch.tensor([[1, 1, 0]])
+    # max(1, 0.6) + max(0, 0.8)
+    assert L.maxsim_scores(queries, docs, mask)[0].tolist() == pytest.approx([1.8])
+    assert L.dot_scores(t([[1, 2]]), t([[3, 4], [0, 1]])).tolist() == [[11.0, 2.0]]
+
+
+def test_xtr_scores_by_hand():
+    queries = t([[[1, 0], [0, 1]]])
+    docs = t([[[1, 0], [0.6, 0.8], [9, 9]],          # A (third token padding)
+              [[0.8, 0.6], [0.28, 0.96], [9, 9]],     # B
+              [[-1, 0], [0, -1], [9, 9]]])            # C: never among the top tokens
+    mask = torch.tensor([[1, 1, 0], [1, 1, 0], [1, 1, 0]])
+    # k_train=2: q1 retrieves A1 (1), B1 (.8); q2 retrieves B2 (.96), A2 (.8)
+    # A: (1 + .8) / 2 = .9; B: (.8 + .96) / 2 = .88; C: 0 / eps = 0
+    assert L.xtr_scores(queries, docs, mask, k_train=2)[0].tolist() == pytest.approx([0.9, 0.88, 0.0])
+    # k_train=1: q1 -> A1, q2 -> B2; each document normalised by the one query token that found it
+    assert L.xtr_scores(queries, docs, mask, k_train=1)[0].tolist() == pytest.approx([1.0, 0.96, 0.0])
+    # with every token retrieved, XTR is MaxSim divided by the number of query tokens
+    full = L.xtr_scores(queries, docs, mask, k_train=6)
+    assert full[0].tolist() == pytest.approx((L.maxsim_scores(queries, docs, mask) / 2)[0].tolist())
+
+
+def test_mrl_listwise_by_hand():
+    student, teacher = t([[1, 2, 0]]), t([[3, 2, 1]])
+    # student ranks: doc1 1st, doc0 2nd, doc2 3rd; pairs the teacher orders (0,1), (0,2), (1,2)
+    expected = (0.5 * math.log(1 + math.e) + (1 / 6) * math.log(1 + math.exp(-1))
+                + (2 / 3) * math.log(1 + math.exp(-2)))
+    assert L.mrl_listwise(student, teacher).item() == pytest.approx(expected)
+    # teacher ties contribute no pair
+    assert L.mrl_listwise(student, t([[1, 1, 1]])).item() == 0.0
+
+
+@pytest.mark.parametrize("name", ["logit_mse", "margin_mse", "m3se", "rankdistil_b", "softmax_ce", "listwise_kl",
+                                  "tct_inbatch_kl", "info_nce", "mrl_listwise", "maxsim", "xtr"])
+def test_gradients_match_finite_differences(name):
+    g = torch.Generator().manual_seed(7)
+    s = torch.randn(3, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    teacher = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    positive = torch.zeros(3, 5, dtype=torch.bool)
+    positive[:, 0] = True
+    positive[1, 2] = True
+    queries = torch.randn(2, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    docs = torch.randn(3, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0]])
+    functions = {
+        "logit_mse": (lambda x: L.logit_mse(x, teacher), (s,)),
+        "margin_mse": (lambda x: L.margin_mse(x, teacher), (s,)),
+        "m3se": (lambda x: L.m3se(x, teacher, positive), (s,)),
+        "rankdistil_b": (lambda x: L.rankdistil_b(x, teacher, positive, gamma0=-0.5), (s,)),
+        "softmax_ce": (lambda x: L.softmax_ce(x, teacher, tau=2.0), (s,)),
+        "listwise_kl": (lambda x: L.listwise_kl(x, teacher, tau=0.5), (s,)),
+        "tct_inbatch_kl": (lambda x: L.tct_inbatch_kl(x, teacher, tau=0.25), (s,)),
+        "info_nce": (lambda x: L.info_nce(x, torch.tensor([0, 2, 4]), tau=0.1), (s,)),
+        "mrl_listwise": (lambda x: L.mrl_listwise(x, teacher), (s,)),
+        "maxsim": (lambda q, d: L.maxsim_scores(q, d, mask), (queries, docs)),
+        "xtr": (lambda q, d: L.xtr_scores(q, d, mask, k_train=4), (queries, docs)),
+    }
+    fn, inputs = functions[name]
+    assert torch.autograd.gradcheck(fn, inputs)
+
+
+def test_softmax_ce_tends_to_an_eighth_of_margin_mse():
+    """Two candidates: tau^2 * dCE/ds -> (1/8) * d(margin-MSE)/ds as tau grows."""
+    teacher = t([[2.0, -1.0]])
+    errors = []
+    for tau in (10.0, 100.0, 1000.0):
+        s = t([[0.5, 1.5]]).requires_grad_()
+        (grad_ce,) = torch.autograd.grad(L.softmax_ce(s, teacher, tau=tau), s)
+        (grad_mm,) = torch.autograd.grad(L.margin_mse(s, teacher), s)
+        errors.append((tau ** 2 * grad_ce - grad_mm / 8).abs().max().item() / (grad_mm / 8).abs().max().item())
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 1e-5
