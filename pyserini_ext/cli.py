@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -183,6 +184,21 @@ def cmd_typo(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from pyserini_ext.train.trainer import TRAINING_DIR, ensure_trained, load_config
+
+    if args.list:
+        for path in sorted(TRAINING_DIR.glob("*.yaml")):
+            config = load_config(path)
+            print(f"{config.name}\t{config.student}\t{config.loss_name}\t-> {config.output_card}")
+        return 0
+    if not args.names:
+        raise ValueError("name a training config (training/NAME.yaml), or --list")
+    for name in args.names:
+        print(f"{name}: {ensure_trained(name, args.work, args.quiet)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyserini-ext", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -260,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True, help="PNG histogram; the per-query norms go beside it as .tsv")
     p.set_defaults(func=cmd_typo)
 
+    p = sub.add_parser("train", help="train models from training configs (training/NAME.yaml); resumes from checkpoints")
+    p.add_argument("names", nargs="*", help="training config names or paths")
+    p.add_argument("--list", action="store_true", help="list the training configs")
+    common(p)
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("encoders", help="list encoder cards or families; export a card to ONNX")
     p.add_argument("action", choices=["list", "families", "export"], nargs="?", default="list")
     p.add_argument("card", nargs="?", help="export: the card to export (both sides; cached, see $PYSERINI_EXT_CACHE)")
@@ -279,7 +301,11 @@ def main(argv: list[str] | None = None) -> int:
 
         hf_logging.disable_progress_bar()
 
+    from pyserini_ext.paths import WORK_ENV
     from pyserini_ext.registry import UnknownNameError
+
+    if getattr(args, "work", None):  # cards of trained models resolve under the same work folder
+        os.environ[WORK_ENV] = str(args.work)
 
     try:
         return args.func(args)

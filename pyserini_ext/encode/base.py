@@ -39,14 +39,24 @@ class CardError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where a checkpoint comes from, tried in this order: a local ``path``; a Python
+    """Where a checkpoint comes from, tried in this order: a model ``trained`` by our
+    training config of that name (under the work folder); a local ``path``; a Python
     package that ships the weights (``package.get_model_path()``); a hub id."""
 
     hub: str | None = None
     path: str | None = None
     python_package: str | None = None
+    trained: str | None = None
 
     def resolve(self) -> str:
+        if self.trained:
+            from pyserini_ext.paths import trained_model_dir
+
+            folder = trained_model_dir(self.trained)
+            if not (folder / "config.json").is_file():
+                raise FileNotFoundError(f"trained model {folder} does not exist yet; "
+                                        f"train it with: pyserini-ext train {self.trained}")
+            return str(folder)
         if self.path:
             path = Path(os.path.expandvars(self.path)).expanduser()
             if not path.exists():

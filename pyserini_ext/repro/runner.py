@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from pyserini_ext.data.datasets import get_dataset
 from pyserini_ext.eval.metrics import evaluate
+from pyserini_ext.paths import work_dir
 from pyserini_ext.repro.spec import Expectation, Spec, parse_spec
 from pyserini_ext.search.pipelines import SEARCHERS
 from pyserini_ext.search.run import Run, search_topics, write_trec_run
@@ -29,13 +29,8 @@ from pyserini_ext.search.run import Run, search_topics, write_trec_run
 log = logging.getLogger(__name__)
 
 REGRESSIONS_DIR = Path(__file__).resolve().parents[2] / "regressions"
-WORK_ENV = "PYSERINI_EXT_WORK"
 
 OK, WITHIN, IMPROVED, FAIL = "OK", "OK-within-tolerance", "IMPROVED", "FAIL"
-
-
-def work_dir() -> Path:
-    return Path(os.environ.get(WORK_ENV) or "work")
 
 
 @dataclass(frozen=True)
@@ -80,7 +75,7 @@ def commands(spec: Spec, workdir: Path | None = None) -> list[str]:
     params = "".join(f" --param {shlex.quote(f'{k}={_flow(v)}')}" for k, v in p.params.items())
     run_file = (workdir or work_dir()) / "runs" / f"{spec.name}.txt"
     metrics = " ".join(f"-m {e.metric}" for e in spec.metrics)
-    return [
+    return [f"pyserini-ext train {name} {work}" for name in spec.train] + [
         f"pyserini-ext index {p.searcher} --dataset {spec.dataset}{params} {work}",
         f"pyserini-ext search {p.searcher} --dataset {spec.dataset} --split {spec.split}{params} --hits {p.hits} "
         f"--tie-policy {p.tie_policy} --seed {p.seed}{' --remove-query' if p.remove_query else ''} "
@@ -98,6 +93,11 @@ def _flow(value) -> str:
 def spec_run(spec: Spec, workdir: Path | None = None, quiet: bool = False) -> Run:
     """The spec's run over its split's topics, ordered, and written to ``runs/NAME.txt`` under the work folder."""
     workdir = workdir or work_dir()
+    if spec.train:
+        from pyserini_ext.train.trainer import ensure_trained
+
+        for name in spec.train:
+            ensure_trained(name, workdir, quiet)
     dataset = get_dataset(spec.dataset)
     kind = SEARCHERS.get(spec.pipeline.searcher)
     searcher = kind.build(dataset, kind.parse_params(spec.pipeline.params), workdir, quiet)

@@ -10,6 +10,7 @@
       remove_query: true           # drop a hit whose docid equals the qid (Anserini -removeQuery)
       tie_policy: docid            # docid | reverse | shuffle (with seed)
     relevance_level: 1             # for binary metrics (RR, R, P, MAP)
+    train: [scifact-colbert-teacher] # training configs (training/NAME.yaml) run first, unless trained
     metrics:
       nDCG@10:
         expected: 0.6789
@@ -66,10 +67,11 @@ class Spec:
     pipeline: Pipeline
     relevance_level: int
     metrics: tuple[Expectation, ...]
+    train: tuple[str, ...] = ()
 
 
 TOP_KEYS = {"description": False, "dataset": True, "split": True, "pipeline": True, "relevance_level": False,
-            "metrics": True}
+            "metrics": True, "train": False}
 PIPELINE_KEYS = {"searcher", "params", "hits", "remove_query", "tie_policy", "seed"}
 METRIC_KEYS = {"expected": True, "tolerance": True, "source": True, "precision": False}
 
@@ -118,8 +120,13 @@ def parse_spec(path: Path | str) -> Spec:
         precision = entry.get("precision", _decimals(text, str(metric), float(entry["expected"])))
         metrics.append(Expectation(str(metric), float(entry["expected"]), float(entry["tolerance"]),
                                    str(entry["source"]), int(precision)))
+    train = raw.get("train", [])
+    if isinstance(train, str):
+        train = [train]
+    if not isinstance(train, list) or not all(isinstance(t, str) for t in train):
+        raise SpecError(f"{path}: key 'train': expected a training config name or a list of them, got {train!r}")
     return Spec(
-        name=path.stem, path=path, description=str(raw.get("description", "")).strip(),
+        train=tuple(train), name=path.stem, path=path, description=str(raw.get("description", "")).strip(),
         dataset=str(raw["dataset"]), split=str(raw["split"]), pipeline=pipeline,
         relevance_level=int(raw.get("relevance_level", 1)), metrics=tuple(metrics),
     )

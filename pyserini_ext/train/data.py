@@ -1,0 +1,134 @@
+"""Training lists from a dataset's train split: positives from the qrels, hard negatives
+mined by our own searchers, and teacher scores computed once and cached.
+
+An :class:`Example` is one query with a fixed-length candidate list: one judged
+positive first, then ``count`` negatives drawn (seeded, per query) from the top
+``depth`` hits of a named searcher, judged documents excluded. A query with several
+positives gives one example per positive, sharing its negatives. Lists and teacher
+scores are cached under ``<work>/train/`` as JSON lines and NumPy arrays named by
+everything that determines them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from pyserini_ext.data.datasets import Dataset
+from pyserini_ext.index.dense import write_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Example:
+    qid: str
+    query: str
+    docids: tuple[str, ...]  # the positive first, then the negatives
+
+
+@dataclass(frozen=True)
+class Negatives:
+    searcher: str = "bm25"  # a named searcher (pyserini_ext.search.pipelines.SEARCHERS)
+    params: dict = field(default_factory=dict)  # its parameters, e.g. {encoder: all-minilm-l6-v2}
+    depth: int = 30  # hits searched per query
+    count: int = 3  # negatives per list
+    seed: int = 0
+
+
+def mine_examples(dataset: Dataset, split: str, negatives: Negatives, workdir: Path, quiet: bool = True) -> list[Example]:
+    """The split's training lists (cached): ``[positive, negative x count]`` per judged positive."""
+    key = json.dumps([dataset.name, split, asdict(negatives)], sort_keys=True)
+    path = workdir / "train" / f"lists-{_digest(key)}.jsonl"
+    if path.exists():
+        return read_examples(path)
+    from pyserini_ext.search.pipelines import SEARCHERS
+    from pyserini_ext.search.run import search_topics
+
+    topics, qrels = dataset.topics(split), dataset.qrels(split)
+    kind = SEARCHERS.get(negatives.searcher)
+    searcher = kind.build(dataset, kind.parse_params(negatives.params), workdir, quiet)
+    judged = [q for q in topics if any(rel > 0 for rel in qrels.get(q, {}).values())]
+    run = search_topics(searcher, {q: topics[q] for q in judged}, negatives.depth)
+    examples = []
+    for qid in judged:
+        positives = sorted(d for d, rel in qrels[qid].items() if rel > 0)
+        pool = [h.docid for h in run[qid] if h.docid not in qrels[qid]]
+        if len(pool) < negatives.count:
+            log.warning("query %s: only %d unjudged hits in the top %d; skipped", qid, len(pool), negatives.depth)
+            continue
+        # Seeded per query, so a query's negatives do not depend on which other queries exist.
+        chosen = random.Random(f"{negatives.seed}:{qid}").sample(pool, negatives.count)
+        examples += [Example(qid, topics[qid], (positive, *chosen)) for positive in positives]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, "".join(json.dumps(asdict(e)) + "\n" for e in examples).encode("utf-8"))
+    log.info("%d training lists from %d queries (%s negatives) -> %s", len(examples), len(judged),
+             negatives.searcher, path)
+    return examples
+
+
+def read_examples(path: Path) -> list[Example]:
+    examples = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                raw = json.loads(line)
+                examples.append(Example(raw["qid"], raw["query"], tuple(raw["docids"])))
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError(f"{path}:{number}: not a training list ({err!r})") from None
+    return examples
+
+
+def doc_texts(dataset: Dataset, docids: Iterable[str]) -> dict[str, str]:
+    """``"title text"`` (as every document encoder joins them) for ``docids``, one corpus pass."""
+    wanted = set(docids)
+    texts = {d.docid: f"{d.title} {d.text}".strip() for d in dataset.docs() if d.docid in wanted}
+    missing = wanted - texts.keys()
+    if missing:
+        raise KeyError(f"{len(missing)} training docids are not in {dataset.name}'s corpus, e.g. {sorted(missing)[:3]}")
+    return texts
+
+
+def teacher_scores(card_name: str, examples: list[Example], texts: dict[str, str], workdir: Path) -> np.ndarray:
+    """The teacher card's score for every candidate of every list (``lists x candidates``), cached.
+
+    A ``colbert`` teacher scores by MaxSim over its token vectors; any other family by
+    the inner product of its query and document vectors (for MRL, -2 KL + const).
+    """
+    from pyserini_ext.encode.base import load_card
+
+    key = json.dumps([card_name, [asdict(e) for e in examples]], sort_keys=True)
+    path = workdir / "train" / f"teacher-{card_name}-{_digest(key)}.npy"
+    if path.exists():
+        return np.load(path)
+    card = load_card(card_name)
+    docids = sorted({d for e in examples for d in e.docids})
+    row = {d: i for i, d in enumerate(docids)}
+    qids = list(dict.fromkeys(e.qid for e in examples))
+    queries = {e.qid: e.query for e in examples}
+    query_reps = card.query_encoder().encode_batch([queries[q] for q in qids])
+    doc_reps = card.document_encoder().encode([texts[d] for d in docids])
+    q_row = {q: i for i, q in enumerate(qids)}
+    scores = np.empty((len(examples), len(examples[0].docids)), dtype=np.float32)
+    for i, e in enumerate(examples):
+        q = query_reps[q_row[e.qid]]
+        for j, d in enumerate(e.docids):
+            doc = doc_reps[row[d]]
+            scores[i, j] = (q @ doc.T).max(axis=1).sum() if card.family.name == "colbert" else q @ doc
+    buffer = io.BytesIO()
+    np.save(buffer, scores)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, buffer.getvalue())
+    return scores
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]

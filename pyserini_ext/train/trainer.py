@@ -1,0 +1,404 @@
+"""A seeded training loop with checkpoints, bit-exact resume, gradient accumulation and
+optional gradient caching, driven by a YAML config (``training/NAME.yaml``)::
+
+    description: what is trained and why
+    student: all-minilm-l6-v2        # encoder card: the family, its options, the initial weights
+    options: {max_doc_length: 128}   # the card's options overridden while training (not at inference)
+    init: colbert-minilm-scifact     # optional card whose weights initialise the student instead
+    output_card: minilm-scifact-kl   # the card that loads the result (model: {trained: NAME})
+    data:
+      dataset: beir/scifact
+      split: train
+      negatives: {searcher: bm25, depth: 30, count: 3, seed: 0}
+    teacher: colbert-minilm-scifact  # card scoring the lists (cached), or the batch for tct_inbatch_kl
+    loss: {name: margin_mse}         # a function of pyserini_ext.train.losses and its keyword arguments
+    scorer: maxsim                   # colbert students: maxsim | xtr (with k_train)
+    k_train: 0
+    score_scale: 1.0                 # multiplies the student's scores (cosine students want ~20)
+    batch_size: 8                    # lists per micro-batch
+    accumulation: 1                  # micro-batches per optimizer step
+    grad_cache_chunk: 0              # >0: encode in chunks of this many texts with gradient caching
+    learning_rate: 2.0e-5
+    warmup: 0.1                      # fraction of steps with a linear warm-up
+    epochs: 1
+    max_steps: 0                     # >0: stop after this many optimizer steps
+    seed: 0
+    checkpoint_every: 20             # optimizer steps between checkpoints
+
+The model goes to ``<work>/models/NAME/`` when training finishes (with ``training.json``:
+the config, the loss of every step, the time taken); training state to
+``<work>/train/NAME/checkpoint.pt``, from which an interrupted run resumes and ends with
+bit-identical weights. Which lists a step sees depends only on the seed and the step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import yaml
+
+from pyserini_ext.paths import trained_model_dir, work_dir
+from pyserini_ext.train import losses
+from pyserini_ext.train.data import Negatives
+
+log = logging.getLogger(__name__)
+
+TRAINING_DIR = Path(__file__).resolve().parents[2] / "training"
+
+# How each loss consumes scores: "list" losses see each query's own candidates (B x n) and
+# the cached teacher scores; "matrix" losses see every document of the batch (B x B*n).
+LIST_LOSSES = {"logit_mse", "margin_mse", "m3se", "rankdistil_b", "softmax_ce", "listwise_kl", "mrl_listwise"}
+MATRIX_LOSSES = {"info_nce", "tct_inbatch_kl"}
+TEACHER_LOSSES = LIST_LOSSES | {"tct_inbatch_kl"}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "beir/scifact"
+    split: str = "train"
+    negatives: Negatives = Negatives()
+    max_lists: int = 0  # >0: train on the first this many lists only (smoke tests)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str
+    student: str
+    output_card: str = ""
+    description: str = ""
+    init: str = ""
+    options: dict = field(default_factory=dict)
+    data: DataConfig = DataConfig()
+    teacher: str = ""
+    loss: dict = field(default_factory=lambda: {"name": "info_nce"})
+    scorer: str = ""
+    k_train: int = 0
+    score_scale: float = 1.0
+    batch_size: int = 8
+    accumulation: int = 1
+    grad_cache_chunk: int = 0
+    learning_rate: float = 2e-5
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    epochs: int = 1
+    max_steps: int = 0
+    seed: int = 0
+    checkpoint_every: int = 20
+
+    @property
+    def loss_name(self) -> str:
+        return self.loss["name"]
+
+    @property
+    def loss_args(self) -> dict:
+        return {k: v for k, v in self.loss.items() if k != "name"}
+
+
+def load_config(name_or_path: str | Path) -> TrainConfig:
+    """``training/NAME.yaml`` by name, or a path; every problem names the file and the key."""
+    path = Path(name_or_path)
+    if path.suffix != ".yaml":
+        path = TRAINING_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in TRAINING_DIR.glob("*.yaml")))
+            raise FileNotFoundError(f"no training config {name_or_path!r} in {TRAINING_DIR}; known: {known}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return parse_config(raw, path.stem, str(path))
+
+
+def parse_config(raw: dict, name: str, where: str = "<config>") -> TrainConfig:
+    raw = dict(raw)
+    data = raw.pop("data", {})
+    _check(where, "data.", data, DataConfig)
+    negatives = data.get("negatives", {})
+    _check(where, "data.negatives.", negatives, Negatives)
+    _check(where, "", raw, TrainConfig, exclude={"name", "data"})
+    if "student" not in raw:
+        raise ConfigError(f"{where}: missing key 'student'")
+    loss = raw.get("loss", {"name": "info_nce"})
+    if not isinstance(loss, dict) or loss.get("name") not in LIST_LOSSES | MATRIX_LOSSES:
+        raise ConfigError(f"{where}: key 'loss.name': expected one of {', '.join(sorted(LIST_LOSSES | MATRIX_LOSSES))}, "
+                          f"got {loss!r}")
+    if loss["name"] in TEACHER_LOSSES and not raw.get("teacher"):
+        raise ConfigError(f"{where}: key 'teacher': loss {loss['name']!r} distils from a teacher; name its card")
+    config = TrainConfig(name=name, data=DataConfig(**{**data, "negatives": Negatives(**negatives)}), **raw)
+    for key in ("batch_size", "accumulation", "epochs", "checkpoint_every"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"{where}: key {key!r}: must be at least 1, got {getattr(config, key)}")
+    return config
+
+
+def _check(where: str, prefix: str, raw: Any, kind: type, exclude: set[str] = frozenset()) -> None:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: key {prefix.rstrip('.') or '(top)'!r}: expected a mapping")
+    known = {f.name for f in dataclasses.fields(kind)} - exclude
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{prefix}{key}'; known: {', '.join(sorted(known))}")
+
+
+# --- determinism -------------------------------------------------------------------------------
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def step_batches(n_examples: int, config: TrainConfig, step: int) -> list[np.ndarray]:
+    """The list indices of optimizer step ``step``'s micro-batches: a seeded permutation per
+    epoch, cut into full micro-batches (a short remainder is dropped, so shapes stay fixed)."""
+    per_step = config.batch_size * config.accumulation
+    steps_per_epoch = n_examples // per_step
+    if steps_per_epoch == 0:
+        raise ValueError(f"{n_examples} training lists cannot fill one step of {per_step}")
+    epoch, within = divmod(step, steps_per_epoch)
+    order = np.random.default_rng([config.seed, epoch]).permutation(n_examples)
+    chosen = order[within * per_step:(within + 1) * per_step]
+    return [chosen[i:i + config.batch_size] for i in range(0, per_step, config.batch_size)]
+
+
+def total_steps(n_examples: int, config: TrainConfig) -> int:
+    steps = config.epochs * (n_examples // (config.batch_size * config.accumulation))
+    return min(steps, config.max_steps) if config.max_steps > 0 else steps
+
+
+# --- gradient caching ---------------------------------------------------------------------------
+
+def _chunks(inputs: dict[str, torch.Tensor], size: int) -> list[dict[str, torch.Tensor]]:
+    n = len(next(iter(inputs.values())))
+    return [{k: v[i:i + size] for k, v in inputs.items()} for i in range(0, n, size)]
+
+
+def cached_backward(model, parts: list[dict[str, torch.Tensor]], loss_of: Callable[..., torch.Tensor],
+                    chunk: int) -> torch.Tensor:
+    """``loss_of(*representations).backward()`` with the representations of ``parts``
+    computed ``chunk`` texts at a time (Gao et al., 2021, gradient caching): a forward
+    pass without the graph, the loss's gradient with respect to the representations, then
+    each chunk again with its graph, back-propagating its slice of that gradient. Each
+    chunk's random state is replayed, so each chunk draws the same dropout masks in both
+    passes: the gradients are those of the chunked forward pass (without dropout, those of
+    one big batch). Memory is one chunk's activations, whatever the batch size."""
+    states, reps = [], []
+    with torch.no_grad():
+        for inputs in parts:
+            chunk_states, outs = [], []
+            for piece in _chunks(inputs, chunk):
+                chunk_states.append(rng_state())
+                outs.append(model(piece))
+            states.append(chunk_states)
+            reps.append(torch.cat(outs).requires_grad_())
+    loss = loss_of(*reps)
+    loss.backward()
+    after = rng_state()
+    for inputs, rep, chunk_states in zip(parts, reps, states):
+        for piece, state, grad in zip(_chunks(inputs, chunk), chunk_states, rep.grad.split(chunk)):
+            set_rng_state(state)
+            model(piece).backward(grad)
+    set_rng_state(after)
+    return loss.detach()
+
+
+# --- the loop -----------------------------------------------------------------------------------
+
+class Trainer:
+    def __init__(self, config: TrainConfig, workdir: Path | None = None, quiet: bool = False):
+        self.config, self.workdir, self.quiet = config, Path(workdir or work_dir()), quiet
+        self.state_dir = self.workdir / "train" / config.name
+        self.output = trained_model_dir(config.name, self.workdir)
+
+    def prepare(self) -> None:
+        """Lists, texts, teacher scores, the student, the optimizer: everything a step needs."""
+        from transformers import get_linear_schedule_with_warmup
+
+        from pyserini_ext.data.datasets import get_dataset
+        from pyserini_ext.encode.base import load_card
+        from pyserini_ext.train.data import doc_texts, mine_examples, teacher_scores
+        from pyserini_ext.train.models import trainable
+
+        c = self.config
+        dataset = get_dataset(c.data.dataset)
+        self.examples = mine_examples(dataset, c.data.split, c.data.negatives, self.workdir, self.quiet)
+        if c.data.max_lists > 0:
+            self.examples = self.examples[:c.data.max_lists]
+        self.texts = doc_texts(dataset, (d for e in self.examples for d in e.docids))
+        self.teacher_list = None
+        if c.loss_name in LIST_LOSSES:
+            self.teacher_list = torch.from_numpy(teacher_scores(c.teacher, self.examples, self.texts, self.workdir))
+        self.teacher_model = None
+        if c.loss_name == "tct_inbatch_kl":
+            teacher_card = load_card(c.teacher)
+            self.teacher_model = trainable(teacher_card, teacher_card.model.resolve(), "maxsim").eval()
+        card = load_card(c.student)
+        try:
+            card = dataclasses.replace(card, options=dataclasses.replace(card.options, **c.options))
+        except TypeError as err:
+            raise ConfigError(f"training config {c.name}: key 'options': {err}") from None
+        weights = load_card(c.init).model.resolve() if c.init else card.model.resolve()
+        seed_everything(c.seed)
+        self.model = trainable(card, weights, c.scorer, c.k_train, c.score_scale)
+        self.steps = total_steps(len(self.examples), c)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(c.warmup * self.steps), self.steps)
+        self.step, self.history = 0, []
+
+    # checkpoints ----------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.state_dir / "checkpoint.pt"
+
+    def save_checkpoint(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        state = {"step": self.step, "history": self.history, "model": self.model.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "rng": rng_state(), "config": dataclasses.asdict(self.config)}
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)
+
+    def load_checkpoint(self) -> bool:
+        if not self.checkpoint_path.exists():
+            return False
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        if state["config"] != dataclasses.asdict(self.config):
+            raise ValueError(f"{self.checkpoint_path} was written by a different config; delete it to start over")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.step, self.history = state["step"], state["history"]
+        log.info("%s: resuming at step %d of %d", self.config.name, self.step, self.steps)
+        return True
+
+    # one step ---------------------------------------------------------------------------------
+    def micro_batch_loss(self, indices: np.ndarray, scale: float) -> float:
+        c, model = self.config, self.model
+        examples = [self.examples[i] for i in indices]
+        n = len(examples[0].docids)
+        q_inputs = model.queries([e.query for e in examples])
+        d_inputs = model.documents([self.texts[d] for e in examples for d in e.docids])
+
+        def loss_of(q: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+            return scale * self.loss(model.score(q, d, d_inputs), indices, q_inputs, d_inputs, n)
+
+        if c.grad_cache_chunk > 0:
+            return cached_backward(model, [q_inputs, d_inputs], loss_of, c.grad_cache_chunk).item() / scale
+        loss = loss_of(model(q_inputs), model(d_inputs))
+        loss.backward()
+        return loss.item() / scale
+
+    def loss(self, scores: torch.Tensor, indices: np.ndarray, q_inputs, d_inputs, n: int) -> torch.Tensor:
+        """``scores``: each query against every document of the micro-batch (``B x B*n``)."""
+        c = self.config
+        fn = getattr(losses, c.loss_name)
+        b = len(indices)
+        if c.loss_name == "info_nce":
+            return fn(scores, torch.arange(b) * n, **c.loss_args)
+        if c.loss_name == "tct_inbatch_kl":
+            with torch.no_grad():
+                teacher = self.teacher_model
+                t_d = self.teacher_model.documents([self.texts[d] for i in indices for d in self.examples[i].docids])
+                t_scores = teacher.score(teacher(teacher.queries([self.examples[i].query for i in indices])),
+                                         teacher(t_d), t_d)
+            return fn(scores, t_scores, **c.loss_args)
+        own = scores.view(b, b, n)[torch.arange(b), torch.arange(b)]  # each query's own list
+        teacher = self.teacher_list[torch.as_tensor(indices)]
+        if c.loss_name in ("m3se", "rankdistil_b"):
+            positive = torch.zeros_like(own, dtype=torch.bool)
+            positive[:, 0] = True
+            return fn(own, teacher, positive, **c.loss_args)
+        return fn(own, teacher, **c.loss_args)
+
+    def run(self, stop_after: int | None = None) -> Path | None:
+        """Train to the end (or stop after ``stop_after`` steps, checkpointed: for resume tests).
+        Returns the trained model's folder, or None when stopped early."""
+        from tqdm import tqdm
+
+        if (self.output / "training.json").exists():
+            log.info("%s: already trained (%s)", self.config.name, self.output)
+            return self.output
+        self.prepare()
+        started = time.perf_counter()
+        self.load_checkpoint()
+        c = self.config
+        self.model.train()
+        with tqdm(total=self.steps, initial=self.step, desc=c.name, disable=self.quiet) as bar:
+            while self.step < self.steps:
+                self.optimizer.zero_grad(set_to_none=True)
+                step_loss = sum(self.micro_batch_loss(idx, 1.0 / c.accumulation)
+                                for idx in step_batches(len(self.examples), c, self.step)) / c.accumulation
+                self.optimizer.step()
+                self.scheduler.step()
+                self.step += 1
+                self.history.append(step_loss)
+                bar.set_postfix(loss=f"{step_loss:.4f}")
+                bar.update()
+                if self.step % c.checkpoint_every == 0 or self.step == self.steps:
+                    self.save_checkpoint()
+                if stop_after is not None and self.step >= stop_after and self.step < self.steps:
+                    return None
+        self.finish(time.perf_counter() - started)
+        return self.output
+
+    def finish(self, seconds: float) -> None:
+        """Write the model atomically (a temporary folder renamed into place)."""
+        tmp = self.output.with_name(self.output.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.model.save(tmp)
+        summary = {"config": dataclasses.asdict(self.config), "steps": self.steps, "lists": len(self.examples),
+                   "losses": self.history, "seconds_this_session": round(seconds, 1), "torch": torch.__version__}
+        (tmp / "training.json").write_text(json.dumps(summary, indent=1))
+        if self.output.exists():
+            shutil.rmtree(self.output)
+        os.replace(tmp, self.output)
+        log.info("%s: trained in %d steps -> %s", self.config.name, self.steps, self.output)
+
+
+def ensure_trained(name: str, workdir: Path | None = None, quiet: bool = False) -> Path:
+    """Train ``training/NAME.yaml`` unless its model exists, training first any trained
+    model its cards depend on (a student's teacher, an initialisation)."""
+    from pyserini_ext.encode.base import load_card
+
+    config = load_config(name)
+    for card_name in (config.student, config.init, config.teacher):
+        if card_name and (dependency := load_card(card_name).model.trained) and dependency != name:
+            ensure_trained(dependency, workdir, quiet)
+    return Trainer(config, workdir, quiet).run()
+
+
