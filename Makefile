@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 export PYSERINI_EXT_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export PYSERINI_EXT_MODELS ?= $(if $(wildcard ../shared/models),$(abspath ../shared/models),)
 
-.PHONY: demo test bench install clean
+.PHONY: demo demo-trained test bench install clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(BIN)/pyserini-ext repro run --all
+
+# The specs of models trained here (training/*.yaml): each trains first (a few minutes on 2 cores).
+demo-trained: install
+	$(BIN)/pyserini-ext repro run --all --train
 
 test: install
 	$(BIN)/python -m pytest -q

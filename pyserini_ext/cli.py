@@ -34,11 +34,16 @@ def cmd_repro(args) -> int:
     if args.action == "list":
         for path in spec_paths():
             spec = find_spec(str(path))
-            print(f"{spec.name:32s} {spec.dataset:14s} {', '.join(e.metric for e in spec.metrics)}")
+            trains = f"  (trains: {', '.join(spec.train)})" if spec.train else ""
+            print(f"{spec.name:32s} {spec.dataset:14s} {', '.join(e.metric for e in spec.metrics)}{trains}")
         return 0
     if not args.all and not args.names:
         raise SystemExit("repro run: give spec names or --all")
-    specs = [find_spec(str(p)) for p in spec_paths()] if args.all else [find_spec(n) for n in args.names]
+    if args.all:
+        # Specs of trained models train first (minutes each): --all runs them only with --train.
+        specs = [s for s in (find_spec(str(p)) for p in spec_paths()) if args.train or not s.train]
+    else:
+        specs = [find_spec(n) for n in args.names]
     if args.dry_run or args.display_commands:
         for spec in specs:
             print(f"# {spec.name}: {spec.description}")
@@ -216,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_repro)
     p = actions.add_parser("run", help="run specs and print a verdict table; exit 1 on any FAIL")
     p.add_argument("names", nargs="*", help="spec names (file stems) or paths")
-    p.add_argument("--all", action="store_true", help="run every spec")
+    p.add_argument("--all", action="store_true", help="run every spec that needs no training")
+    p.add_argument("--train", action="store_true", help="with --all: also the specs of trained models (trains them first)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--display-commands", action="store_true", help="print the commands, then run")
     common(p)
