@@ -90,6 +90,17 @@ def test_shipped_spec_reproduces(name, workdir):
         assert [v.status for v in verdicts] == [OK, OK, OK]
 
 
+@pytest.mark.e2e
+def test_spec_of_a_trained_model_trains_its_teacher_and_student_then_reproduces(workdir, monkeypatch):
+    """Complete reproduction in CI: the ColBERT teacher and the margin-MSE student are trained
+    from scratch here (unless a previous run left them in the work folder), then evaluated."""
+    monkeypatch.setenv("PYSERINI_EXT_WORK", str(workdir))  # where the trained cards resolve
+    spec = find_spec("scifact-minilm-margin-mse")
+    assert spec.train == ("scifact-minilm-margin-mse",)
+    verdicts = run_spec(spec, workdir, quiet=True)
+    assert [v.status for v in verdicts] == [OK, OK], [(v.expectation.metric, v.measured) for v in verdicts]
+
+
 def test_reproduction_page_is_up_to_date():
     from pyserini_ext.repro.runner import REGRESSIONS_DIR, format_page
 

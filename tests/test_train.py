@@ -156,3 +156,23 @@ def _clean(trainer: Trainer) -> None:
 
     shutil.rmtree(trainer.state_dir, ignore_errors=True)
     shutil.rmtree(trainer.output, ignore_errors=True)
+
+
+@pytest.mark.e2e
+def test_bm25_lists_hold_a_judged_positive_and_unjudged_hard_negatives(workdir):
+    from pyserini_ext.data.datasets import get_dataset
+    from pyserini_ext.train.data import Negatives, mine_examples
+
+    dataset = get_dataset("beir/scifact")
+    qrels = dataset.qrels("train")
+    examples = mine_examples(dataset, "train", Negatives("bm25", {}, 30, 3, 0), workdir)
+    assert len(examples) == sum(1 for q in qrels.values() for rel in q.values() if rel > 0) == 919
+    assert len({e.qid for e in examples}) == 809
+    for e in examples:
+        assert len(e.docids) == 4 and qrels[e.qid][e.docids[0]] > 0
+        assert not set(e.docids[1:]) & set(qrels[e.qid]) and len(set(e.docids[1:])) == 3
+    # the cache gives the same lists; another seed other negatives, the same positives
+    assert mine_examples(dataset, "train", Negatives("bm25", {}, 30, 3, 0), workdir) == examples
+    other = mine_examples(dataset, "train", Negatives("bm25", {}, 30, 3, 1), workdir)
+    assert [e.docids[0] for e in other] == [e.docids[0] for e in examples]
+    assert [e.docids[1:] for e in other] != [e.docids[1:] for e in examples]
