@@ -98,7 +98,7 @@ def test_spec_of_a_trained_model_trains_its_teacher_and_student_then_reproduces(
     spec = find_spec("scifact-minilm-margin-mse")
     assert spec.train == ("scifact-minilm-margin-mse",)
     verdicts = run_spec(spec, workdir, quiet=True)
-    assert [v.status for v in verdicts] == [OK, OK], [(v.expectation.metric, v.measured) for v in verdicts]
+    assert all(v.status in (OK, WITHIN) for v in verdicts), [(v.expectation.metric, v.measured) for v in verdicts]
 
 
 def test_reproduction_page_is_up_to_date():
