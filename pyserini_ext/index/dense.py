@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import faiss
 import numpy as np
@@ -41,38 +41,59 @@ def _shard_paths(shards_dir: Path, i: int) -> tuple[Path, Path]:
 
 def encode_corpus(docs: Iterable[Document], encoder, shards_dir: Path | str, shard_size: int = 2048,
                   total: int | None = None, quiet: bool = False, progress_every: int = 256) -> Path:
-    """Encode ``docs`` with a Pyserini ``DocumentEncoder`` into ``shards_dir``; resumable.
-
-    The encoder sees ``progress_every`` documents per call (it batches inside), so the
-    progress bar moves during a shard.
-    """
+    """Encode ``docs`` with a Pyserini ``DocumentEncoder`` into ``shards_dir``; resumable."""
     shards_dir = Path(shards_dir)
     shards_dir.mkdir(parents=True, exist_ok=True)
+
+    def write(i: int, chunk: list[Document], parts: list[np.ndarray]) -> None:
+        vectors_path, docid_path = _shard_paths(shards_dir, i)
+        npy = io.BytesIO()
+        np.save(npy, np.concatenate(parts))
+        write_atomic(vectors_path, npy.getvalue())
+        write_docids(docid_path, chunk)  # last: its presence marks the shard finished
+
+    encode_in_shards(docs, lambda part: np.asarray(encoder.encode([d.text for d in part], titles=[d.title for d in part]),
+                                                   dtype=np.float32),
+                     lambda i: _shard_paths(shards_dir, i), write, shard_size, f"encoding {shards_dir.parent.name}",
+                     total, quiet, progress_every)
+    return shards_dir
+
+
+def encode_in_shards(docs: Iterable[Document], encode: Callable[[list[Document]], Any],
+                     shard_files: Callable[[int], tuple[Path, ...]], write: Callable[[int, list[Document], list], None],
+                     shard_size: int, desc: str, total: int | None = None, quiet: bool = False,
+                     progress_every: int = 256) -> None:
+    """The resumable, sharded encoding loop every index kind shares.
+
+    ``docs`` is read ``shard_size`` at a time. Shard ``i`` is finished when all of
+    ``shard_files(i)`` exist (the last is its docid file, which ``write`` must write last); a
+    finished shard is skipped after checking its docids against the corpus. Otherwise
+    ``encode`` sees ``progress_every`` documents per call (it batches inside, and the
+    progress bar moves during a shard) and ``write(i, chunk, parts)`` stores the results.
+    """
     docs = iter(docs)
-    with tqdm(total=total, desc=f"encoding {shards_dir.parent.name}", unit="doc", disable=quiet) as bar:
+    with tqdm(total=total, desc=desc, unit="doc", disable=quiet) as bar:
         for i in itertools.count():
             chunk = list(itertools.islice(docs, shard_size))
             if not chunk:
                 break
-            vectors_path, docid_path = _shard_paths(shards_dir, i)
-            if vectors_path.exists() and docid_path.exists():
-                done = docid_path.read_text(encoding="utf-8").split("\n")[:-1]
-                if done != [d.docid for d in chunk]:
-                    raise RuntimeError(f"{docid_path}: docids differ from the corpus; the corpus changed since "
-                                       f"this shard was written. Delete {shards_dir} to re-encode.")
+            files = shard_files(i)
+            if all(f.exists() for f in files):
+                if files[-1].read_text(encoding="utf-8").split("\n")[:-1] != [d.docid for d in chunk]:
+                    raise RuntimeError(f"{files[-1]}: docids differ from the corpus; the corpus changed since this "
+                                       f"shard was written. Delete {files[-1].parent} to re-encode.")
                 bar.update(len(chunk))
                 continue
             parts = []
             for start in range(0, len(chunk), progress_every):
                 part = chunk[start:start + progress_every]
-                parts.append(np.asarray(encoder.encode([d.text for d in part], titles=[d.title for d in part]),
-                                        dtype=np.float32))
+                parts.append(encode(part))
                 bar.update(len(part))
-            npy = io.BytesIO()
-            np.save(npy, np.concatenate(parts))
-            write_atomic(vectors_path, npy.getvalue())
-            write_atomic(docid_path, "".join(d.docid + "\n" for d in chunk).encode("utf-8"))
-    return shards_dir
+            write(i, chunk, parts)
+
+
+def write_docids(path: Path, chunk: list[Document]) -> None:
+    write_atomic(path, "".join(d.docid + "\n" for d in chunk).encode("utf-8"))
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -19,11 +19,10 @@ from typing import Iterable
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm import tqdm
 
 from pyserini_ext.data.readers import Document
 from pyserini_ext.encode.splade import as_term_dicts, quantize
-from pyserini_ext.index.dense import write_atomic
+from pyserini_ext.index.dense import encode_in_shards, write_atomic, write_docids
 from pyserini_ext.index.lucene import run_anserini
 
 
@@ -38,31 +37,21 @@ def encode_impact_corpus(docs: Iterable[Document], encoder, root: Path | str, sh
     root = Path(root)
     (root / "collection").mkdir(parents=True, exist_ok=True)
     (root / "weights").mkdir(parents=True, exist_ok=True)
-    docs = iter(docs)
-    with tqdm(desc=f"encoding {root.name}", unit="doc", disable=quiet) as bar:
-        for i in itertools.count():
-            chunk = list(itertools.islice(docs, shard_size))
-            if not chunk:
-                break
-            jsonl, npz, docid_path = _shard(root, i)
-            if jsonl.exists() and npz.exists() and docid_path.exists():
-                bar.update(len(chunk))
-                continue
-            parts = []
-            for start in range(0, len(chunk), progress_every):
-                part = chunk[start:start + progress_every]
-                parts.append(encoder.weights([d.text for d in part], [d.title for d in part]))
-                bar.update(len(part))
-            weights = sp.vstack(parts, format="csr")
-            vectors = as_term_dicts(quantize(weights, encoder.options.quantization), encoder.net.terms)
-            lines = "".join(json.dumps({"id": d.docid, "contents": "", "vector": v}, ensure_ascii=False) + "\n"
-                            for d, v in zip(chunk, vectors))
-            # Weights and docids first, the collection file last: its presence marks the shard done.
-            buffer = io.BytesIO()
-            sp.save_npz(buffer, weights.astype(np.float32))
-            write_atomic(npz, buffer.getvalue())
-            write_atomic(docid_path, "".join(d.docid + "\n" for d in chunk).encode("utf-8"))
-            write_atomic(jsonl, lines.encode("utf-8"))
+
+    def write(i: int, chunk: list[Document], parts: list[sp.csr_matrix]) -> None:
+        jsonl, npz, docid_path = _shard(root, i)
+        weights = sp.vstack(parts, format="csr")
+        vectors = as_term_dicts(quantize(weights, encoder.options.quantization), encoder.net.terms)
+        lines = "".join(json.dumps({"id": d.docid, "contents": "", "vector": v}, ensure_ascii=False) + "\n"
+                        for d, v in zip(chunk, vectors))
+        buffer = io.BytesIO()
+        sp.save_npz(buffer, weights.astype(np.float32))
+        write_atomic(npz, buffer.getvalue())
+        write_atomic(jsonl, lines.encode("utf-8"))
+        write_docids(docid_path, chunk)  # last: its presence marks the shard finished
+
+    encode_in_shards(docs, lambda part: encoder.weights([d.text for d in part], [d.title for d in part]),
+                     lambda i: _shard(root, i), write, shard_size, f"encoding {root.name}", None, quiet, progress_every)
     return root
 
 

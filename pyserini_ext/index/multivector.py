@@ -23,10 +23,9 @@ from typing import Iterable
 
 import faiss
 import numpy as np
-from tqdm import tqdm
 
 from pyserini_ext.data.readers import Document
-from pyserini_ext.index.dense import write_atomic
+from pyserini_ext.index.dense import encode_in_shards, write_atomic, write_docids
 
 log = logging.getLogger(__name__)
 
@@ -42,28 +41,17 @@ def encode_token_corpus(docs: Iterable[Document], encoder, root: Path | str, sha
     """Encode ``docs`` with a multi-vector document encoder into token-store shards; resumable."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    docs = iter(docs)
-    with tqdm(desc=f"encoding tokens {root.parent.name}", unit="doc", disable=quiet) as bar:
-        for i in itertools.count():
-            chunk = list(itertools.islice(docs, shard_size))
-            if not chunk:
-                break
-            tokens_path, lengths_path, docid_path = _shard_paths(root, i)
-            if tokens_path.exists() and lengths_path.exists() and docid_path.exists():
-                if docid_path.read_text(encoding="utf-8").split("\n")[:-1] != [d.docid for d in chunk]:
-                    raise RuntimeError(f"{docid_path}: docids differ from the corpus; delete {root} to re-encode")
-                bar.update(len(chunk))
-                continue
-            vectors: list[np.ndarray] = []
-            for start in range(0, len(chunk), progress_every):
-                part = chunk[start:start + progress_every]
-                vectors += encoder.encode([d.text for d in part], titles=[d.title for d in part])
-                bar.update(len(part))
-            lengths = np.array([len(v) for v in vectors], dtype=np.int32)
-            # Docids last: a shard counts as finished only when all three files exist.
-            write_atomic(tokens_path, _npy(np.concatenate(vectors).astype(np.float16)))
-            write_atomic(lengths_path, _npy(lengths))
-            write_atomic(docid_path, "".join(f"{d.docid}\n" for d in chunk).encode("utf-8"))
+
+    def write(i: int, chunk: list[Document], parts: list[list[np.ndarray]]) -> None:
+        tokens_path, lengths_path, docid_path = _shard_paths(root, i)
+        vectors = [v for part in parts for v in part]
+        write_atomic(tokens_path, _npy(np.concatenate(vectors).astype(np.float16)))
+        write_atomic(lengths_path, _npy(np.array([len(v) for v in vectors], dtype=np.int32)))
+        write_docids(docid_path, chunk)  # last: its presence marks the shard finished
+
+    encode_in_shards(docs, lambda part: encoder.encode([d.text for d in part], titles=[d.title for d in part]),
+                     lambda i: _shard_paths(root, i), write, shard_size, f"encoding tokens {root.parent.name}",
+                     None, quiet, progress_every)
     return root
 
 
