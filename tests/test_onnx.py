@@ -85,6 +85,11 @@ def test_mrl_onnx_equals_torch(minilm_path, sample, variance):
         np.testing.assert_allclose(ours, theirs, atol=ATOL, rtol=1e-5)
 
 
+def net_module(card):
+    """The card's torch graph (PyTorch backend), the module an export is made from."""
+    return card.document_encoder().net.graph.module
+
+
 def test_int8_and_fp16_exports(sample, caplog):
     texts, titles, _ = sample
     card = load_card("all-minilm-l6-v2")
@@ -96,8 +101,20 @@ def test_int8_and_fp16_exports(sample, caplog):
     with caplog.at_level(logging.WARNING, logger="pyserini_ext.encode.runtime"):
         fp16 = card.document_encoder(backend="onnx", precision="fp16")
     assert "FP16 ONNX needs the CUDA provider" in caplog.text  # no GPU here: the FP32 export runs instead
-    assert (fp16.net.graph.path.parent / "model.fp16.onnx").exists()
+    assert fp16.net.graph.path.name == "model.onnx"
+    assert not (fp16.net.graph.path.parent / "model.fp16.onnx").exists()  # decided before converting
     np.testing.assert_allclose(fp16.encode(texts, titles=titles), reference, atol=ATOL)
+    # the conversion itself (what a CUDA machine runs): a valid model with float32 inputs and outputs kept
+    import onnx
+
+    from pyserini_ext.encode.runtime import example_inputs, export_onnx
+
+    net = fp16.net
+    path = export_onnx(net_module(card), "dense-mean-l2", example_inputs(net.tokenizer), "fp16")
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer)
 
 
 def test_exports_are_cached_by_graph_and_weights(sample):

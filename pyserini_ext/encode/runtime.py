@@ -88,7 +88,12 @@ def build_graph(module: torch.nn.Module, name: str, example: Inputs, options: Ru
     module.eval()
     if options.backend == "torch":
         return TorchGraph(module, options)
-    return OnnxGraph(export_onnx(module, name, example, options.precision), options)
+    precision = options.precision
+    if precision == "fp16" and onnx_providers(options.device)[0] != "CUDAExecutionProvider":
+        # Decided before exporting, so a CPU-only machine never converts (or caches) an FP16 model.
+        log.warning("FP16 ONNX needs the CUDA provider; running the FP32 export on CPU instead")
+        precision = "fp32"
+    return OnnxGraph(export_onnx(module, name, example, precision), options)
 
 
 class TorchGraph:
@@ -193,9 +198,6 @@ class OnnxGraph:
         import onnxruntime as ort
 
         providers = onnx_providers(options.device)
-        if options.precision == "fp16" and providers[0] != "CUDAExecutionProvider":
-            log.warning("FP16 ONNX needs the CUDA provider; running the FP32 export on CPU instead")
-            path = path.with_name("model.onnx")
         session_options = ort.SessionOptions()
         session_options.intra_op_num_threads = cpu_threads(options)
         session_options.inter_op_num_threads = 1
