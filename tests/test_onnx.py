@@ -146,3 +146,23 @@ def test_provider_order_and_logged_fallback(caplog):
     with pytest.raises(RuntimeError, match="install onnxruntime-gpu"):
         onnx_providers("cuda")
     assert onnx_providers("cpu") == ["CPUExecutionProvider"]
+
+
+def test_tokenizer_thread_stops_when_the_consumer_does():
+    import itertools
+    import threading
+    import time
+
+    from pyserini_ext.encode.runtime import _ahead
+
+    before = threading.active_count()
+    ahead = _ahead(itertools.count())  # endless: the thread would block on the full queue forever
+    assert [next(ahead) for _ in range(3)] == [0, 1, 2]
+    ahead.close()
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == before
+    assert list(_ahead(range(5))) == [0, 1, 2, 3, 4]
+    with pytest.raises(ZeroDivisionError):
+        list(_ahead(1 // x for x in (1, 0)))

@@ -233,24 +233,41 @@ def _ahead(items: Iterable, depth: int = 2) -> Iterator:
     """Iterate ``items`` in a background thread, ``depth`` items ahead of the consumer.
 
     Fast tokenizers release the GIL, so the next batch is tokenised while the network
-    runs the current one.
+    runs the current one. A consumer that stops early (the generator is closed) stops the
+    thread too, instead of leaving it blocked on a full queue.
     """
     done = object()
     buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
 
     def produce():
         try:
             for item in items:
-                buffer.put(item)
+                if not put(item):
+                    return
         except BaseException as err:  # re-raised in the consumer
-            buffer.put(err)
-        buffer.put(done)
+            put(err)
+            return
+        put(done)
 
-    threading.Thread(target=produce, daemon=True).start()
-    while (item := buffer.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while (item := buffer.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 def iter_batches(texts: list[str], tokenize_batch: Callable[[list[str]], Inputs], graph: Graph,
