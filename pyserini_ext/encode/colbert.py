@@ -110,8 +110,11 @@ class ColbertModel:
         self.graph = build_graph(TokenVectors(transformer, linear), f"colbert-{'proj' if linear else 'noproj'}",
                                  example_inputs(self.tokenizer), options)
         t = self.tokenizer
-        self.skiplist = np.array(sorted({t.convert_tokens_to_ids(p) for p in string.punctuation} |
-                                        {i for p in string.punctuation for i in t(p, add_special_tokens=False)["input_ids"]}))
+        # A punctuation character missing from the vocabulary converts to [UNK]; skipping [UNK]
+        # would drop real (unknown) words, so it is left out. (BERT vocabularies have them all.)
+        ids = {t.convert_tokens_to_ids(p) for p in string.punctuation} - {t.unk_token_id}
+        ids |= {i for p in string.punctuation for i in t(p, add_special_tokens=False)["input_ids"]}
+        self.skiplist = np.array(sorted(ids))
 
     def marker_ids(self, marker: str) -> list[int]:
         style = self.options.marker_style
