@@ -112,9 +112,9 @@ class ColbertModel:
         t = self.tokenizer
         # A punctuation character missing from the vocabulary converts to [UNK]; skipping [UNK]
         # would drop real (unknown) words, so it is left out. (BERT vocabularies have them all.)
-        ids = {t.convert_tokens_to_ids(p) for p in string.punctuation} - {t.unk_token_id}
+        ids = {t.convert_tokens_to_ids(p) for p in string.punctuation}
         ids |= {i for p in string.punctuation for i in t(p, add_special_tokens=False)["input_ids"]}
-        self.skiplist = np.array(sorted(ids))
+        self.skiplist = np.array(sorted(ids - {t.unk_token_id}))
 
     def marker_ids(self, marker: str) -> list[int]:
         style = self.options.marker_style
