@@ -63,8 +63,10 @@ def test_every_shipped_spec_parses_and_displays_its_commands(workdir):
     names = [p.stem for p in spec_paths()]
     assert {"scifact-bm25-flat", "scifact-minilm-flat", "scifact-minilm-flat-fp16", "cacm-bm25"} <= set(names)
     for name in names:
-        steps = commands(find_spec(name), workdir)
-        assert steps[0].startswith("pyserini-ext index ") and steps[2].startswith("pyserini-ext eval ")
+        spec = find_spec(name)
+        steps = commands(spec, workdir)
+        assert [s.split()[1] for s in steps] == ["train"] * len(spec.train) + ["index", "search", "eval"]
+        assert [s.split()[2] for s in steps[:len(spec.train)]] == list(spec.train)
 
 
 @pytest.mark.e2e

@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import yaml
 
+from pyserini_ext.config import read_yaml_mapping
 from pyserini_ext.registry import Registry, UnknownNameError
 
 log = logging.getLogger(__name__)
@@ -130,13 +130,7 @@ def load_card(name_or_path: str | Path) -> EncoderCard:
 
 def _read_card(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     """The card's keys over those of the card it ``extends`` (recursively)."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise CardError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise CardError(f"{path}: expected a mapping at the top level")
-    raw = dict(raw)
+    raw = read_yaml_mapping(path, CardError)
     base = raw.pop("extends", None)
     if base is None:
         return raw

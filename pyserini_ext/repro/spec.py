@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pyserini_ext.config import read_yaml_mapping
 from pyserini_ext.eval.metrics import UnknownMetricError, parse_metric
 from pyserini_ext.search.ties import TIE_POLICIES
 
@@ -86,12 +85,7 @@ def _decimals(raw_text: str, metric: str, value: float) -> int:
 def parse_spec(path: Path | str) -> Spec:
     path = Path(path)
     text = path.read_text()
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise SpecError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise SpecError(f"{path}: expected a mapping at the top level")
+    raw = read_yaml_mapping(path, SpecError, text)
     _check_keys(path, "", raw, TOP_KEYS)
 
     pipeline_raw = raw["pipeline"]

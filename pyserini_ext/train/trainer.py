@@ -46,8 +46,8 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import yaml
 
+from pyserini_ext.config import read_yaml_mapping
 from pyserini_ext.paths import trained_model_dir, work_dir
 from pyserini_ext.train import losses
 from pyserini_ext.train.data import Negatives
@@ -117,13 +117,7 @@ def load_config(name_or_path: str | Path) -> TrainConfig:
         if not path.is_file():
             known = ", ".join(sorted(p.stem for p in TRAINING_DIR.glob("*.yaml")))
             raise FileNotFoundError(f"no training config {name_or_path!r} in {TRAINING_DIR}; known: {known}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return parse_config(raw, path.stem, str(path))
+    return parse_config(read_yaml_mapping(path, ConfigError), path.stem, str(path))
 
 
 def parse_config(raw: dict, name: str, where: str = "<config>") -> TrainConfig:
