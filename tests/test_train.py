@@ -52,6 +52,14 @@ def test_every_shipped_config_parses():
         assert load_card(config.output_card).model.trained == config.name
 
 
+def test_list_losses_see_each_query_against_its_own_list():
+    from pyserini_ext.train.trainer import own_lists
+
+    # query q against document j of list l has score 100 q + 10 l + j
+    scores = torch.tensor([[100.0 * q + 10 * l + j for l in range(3) for j in range(2)] for q in range(3)])
+    assert own_lists(scores, 2).tolist() == [[0, 1], [110, 111], [220, 221]]
+
+
 def test_data_order_depends_only_on_seed_and_step():
     config = smoke("order", batch_size=3, accumulation=2)
     assert total_steps(20, config) == 4 * (20 // 6)

@@ -192,6 +192,13 @@ def total_steps(n_examples: int, config: TrainConfig) -> int:
     return min(steps, config.max_steps) if config.max_steps > 0 else steps
 
 
+def own_lists(scores: torch.Tensor, n: int) -> torch.Tensor:
+    """From ``B x B*n`` (every query against every document of the micro-batch, lists laid
+    out one after another) the ``B x n`` block of each query's own list."""
+    b = scores.shape[0]
+    return scores.view(b, b, n)[torch.arange(b), torch.arange(b)]
+
+
 # --- gradient caching ---------------------------------------------------------------------------
 
 def _chunks(inputs: dict[str, torch.Tensor], size: int) -> list[dict[str, torch.Tensor]]:
@@ -330,7 +337,7 @@ class Trainer:
                 t_scores = teacher.score(teacher(teacher.queries([self.examples[i].query for i in indices])),
                                          teacher(t_d), t_d)
             return fn(scores, t_scores, **c.loss_args)
-        own = scores.view(b, b, n)[torch.arange(b), torch.arange(b)]  # each query's own list
+        own = own_lists(scores, n)
         teacher = self.teacher_list[torch.as_tensor(indices)]
         if c.loss_name in ("m3se", "rankdistil_b"):
             positive = torch.zeros_like(own, dtype=torch.bool)
