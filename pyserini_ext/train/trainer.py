@@ -196,7 +196,8 @@ def own_lists(scores: torch.Tensor, n: int) -> torch.Tensor:
     """From ``B x B*n`` (every query against every document of the micro-batch, lists laid
     out one after another) the ``B x n`` block of each query's own list."""
     b = scores.shape[0]
-    return scores.view(b, b, n)[torch.arange(b), torch.arange(b)]
+    diagonal = torch.arange(b, device=scores.device)
+    return scores.view(b, b, n)[diagonal, diagonal]
 
 
 # --- gradient caching ---------------------------------------------------------------------------
@@ -329,16 +330,16 @@ class Trainer:
         fn = getattr(losses, c.loss_name)
         b = len(indices)
         if c.loss_name == "info_nce":
-            return fn(scores, torch.arange(b) * n, **c.loss_args)
+            return fn(scores, torch.arange(b, device=scores.device) * n, **c.loss_args)
         if c.loss_name == "tct_inbatch_kl":
             with torch.no_grad():
                 teacher = self.teacher_model
                 t_d = self.teacher_model.documents([self.texts[d] for i in indices for d in self.examples[i].docids])
                 t_scores = teacher.score(teacher(teacher.queries([self.examples[i].query for i in indices])),
                                          teacher(t_d), t_d)
-            return fn(scores, t_scores, **c.loss_args)
+            return fn(scores, t_scores.to(scores.device), **c.loss_args)
         own = own_lists(scores, n)
-        teacher = self.teacher_list[torch.as_tensor(indices)]
+        teacher = self.teacher_list[torch.as_tensor(indices)].to(scores.device)
         if c.loss_name in ("m3se", "rankdistil_b"):
             positive = torch.zeros_like(own, dtype=torch.bool)
             positive[:, 0] = True
