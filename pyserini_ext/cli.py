@@ -177,7 +177,7 @@ def cmd_typo(args) -> int:
 
     result = typo_variance(load_card(args.encoder).query_encoder(), read_topics(DL_TYPO_CLEAN.resolve()),
                            read_topics(DL_TYPO_TYPO.resolve()))
-    plot_differences(result, args.output, f"DL-Typo, {args.encoder}: variance norm, typo minus clean")
+    plot_differences(result, args.output, f"DL-Typo, {args.encoder}:\nvariance norm, typo minus clean")
     table = args.output.with_suffix(".tsv")
     with open(table, "w", encoding="utf-8") as f:
         f.write("qid\tclean\ttypo\tdifference\n")
