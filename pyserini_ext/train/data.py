@@ -116,13 +116,13 @@ def teacher_scores(card_name: str, examples: list[Example], texts: dict[str, str
     queries = {e.qid: e.query for e in examples}
     query_reps = card.query_encoder().encode_batch([queries[q] for q in qids])
     doc_reps = card.document_encoder().encode([texts[d] for d in docids])
+    from pyserini_ext.search.multivector import maxsim
+
     q_row = {q: i for i, q in enumerate(qids)}
     scores = np.empty((len(examples), len(examples[0].docids)), dtype=np.float32)
     for i, e in enumerate(examples):
-        q = query_reps[q_row[e.qid]]
-        for j, d in enumerate(e.docids):
-            doc = doc_reps[row[d]]
-            scores[i, j] = (q @ doc.T).max(axis=1).sum() if card.family.name == "colbert" else q @ doc
+        q, docs = query_reps[q_row[e.qid]], [doc_reps[row[d]] for d in e.docids]
+        scores[i] = maxsim(q, docs) if card.family.name == "colbert" else np.stack(docs) @ q
     buffer = io.BytesIO()
     np.save(buffer, scores)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -293,9 +293,10 @@ class Trainer:
         torch.save(state, tmp)
         os.replace(tmp, self.checkpoint_path)
 
-    def load_checkpoint(self) -> bool:
+    def load_checkpoint(self) -> None:
+        """Continue from the checkpoint, when there is one."""
         if not self.checkpoint_path.exists():
-            return False
+            return
         state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
         if state["config"] != dataclasses.asdict(self.config):
             raise ValueError(f"{self.checkpoint_path} was written by a different config; delete it to start over")
@@ -305,7 +306,6 @@ class Trainer:
         set_rng_state(state["rng"])
         self.step, self.history = state["step"], state["history"]
         log.info("%s: resuming at step %d of %d", self.config.name, self.step, self.steps)
-        return True
 
     # one step ---------------------------------------------------------------------------------
     def micro_batch_loss(self, indices: np.ndarray, scale: float) -> float:
@@ -316,7 +316,7 @@ class Trainer:
         d_inputs = model.documents([self.texts[d] for e in examples for d in e.docids])
 
         def loss_of(q: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-            return scale * self.loss(model.score(q, d, d_inputs), indices, q_inputs, d_inputs, n)
+            return scale * self.loss(model.score(q, d, d_inputs), indices, n)
 
         if c.grad_cache_chunk > 0:
             return cached_backward(model, [q_inputs, d_inputs], loss_of, c.grad_cache_chunk).item() / scale
@@ -324,7 +324,7 @@ class Trainer:
         loss.backward()
         return loss.item() / scale
 
-    def loss(self, scores: torch.Tensor, indices: np.ndarray, q_inputs, d_inputs, n: int) -> torch.Tensor:
+    def loss(self, scores: torch.Tensor, indices: np.ndarray, n: int) -> torch.Tensor:
         """``scores``: each query against every document of the micro-batch (``B x B*n``)."""
         c = self.config
         fn = getattr(losses, c.loss_name)
