@@ -27,7 +27,7 @@ from pyserini_ext.eval.metrics import evaluate
 from pyserini_ext.index.multivector import TokenStore
 from pyserini_ext.repro.runner import work_dir
 from pyserini_ext.search.multivector import ColbertSearcher, XtrSearcher, maxsim, xtr_scores
-from pyserini_ext.search.pipelines import SEARCHERS, MultiVectorParams, token_store_dir
+from pyserini_ext.recipes import SEARCHERS, MultiVectorParams, token_store_dir
 from pyserini_ext.search.run import Hit, order_hits
 
 K_PRIMES = (10, 30, 100, 300, 1000)

@@ -22,7 +22,7 @@ import pyserini_ext  # noqa: F401  (configures Java before pyserini)
 from pyserini_ext.data import get_dataset
 from pyserini_ext.eval.metrics import evaluate
 from pyserini_ext.repro.runner import work_dir
-from pyserini_ext.search.pipelines import SEARCHERS, Bm25Params, DenseParams, dense_index_dir, dense_shards_dir
+from pyserini_ext.recipes import SEARCHERS, Bm25Params, DenseParams, dense_index_dir, dense_shards_dir
 from pyserini_ext.search.rerank import StoredVectors
 from pyserini_ext.search.run import Hit, order_hits
 

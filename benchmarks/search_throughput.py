@@ -81,7 +81,7 @@ def main() -> None:
     from pyserini_ext.data import get_dataset
     from pyserini_ext.encode.base import load_card
     from pyserini_ext.repro.runner import work_dir
-    from pyserini_ext.search.pipelines import SEARCHERS as REGISTRY, DenseParams, dense_index_dir
+    from pyserini_ext.recipes import SEARCHERS as REGISTRY, DenseParams, dense_index_dir
 
     scifact = get_dataset("beir/scifact")
     params = DenseParams(encoder="all-minilm-l6-v2", index="flat")

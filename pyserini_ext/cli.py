@@ -65,7 +65,7 @@ def cmd_repro(args) -> int:
 def cmd_index(args) -> int:
     from pyserini_ext.data.datasets import get_dataset
     from pyserini_ext.repro.runner import work_dir
-    from pyserini_ext.search.pipelines import SEARCHERS
+    from pyserini_ext.recipes import SEARCHERS
 
     kind = SEARCHERS.get(args.searcher)
     kind.build(get_dataset(args.dataset), kind.parse_params(_params(args.param)), args.work or work_dir(), args.quiet)
@@ -76,7 +76,7 @@ def cmd_search(args) -> int:
     from pyserini_ext.data.datasets import get_dataset
     from pyserini_ext.repro.runner import work_dir
     from pyserini_ext.search.run import search_topics
-    from pyserini_ext.search.pipelines import SEARCHERS
+    from pyserini_ext.recipes import SEARCHERS
     from pyserini_ext.search.run import write_trec_run
 
     kind = SEARCHERS.get(args.searcher)
@@ -146,7 +146,7 @@ def cmd_qpp(args) -> int:
         mrl_predictor
     from pyserini_ext.index.lucene import build_lucene_index
     from pyserini_ext.repro.runner import find_spec, spec_run, work_dir
-    from pyserini_ext.search.pipelines import bm25_index_dir
+    from pyserini_ext.recipes import bm25_index_dir
 
     work = args.work or work_dir()
     dataset = get_dataset(args.dataset)

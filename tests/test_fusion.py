@@ -99,7 +99,7 @@ def test_real_hybrid_matches_pyserini_hybrid_searcher(workdir):
     from pyserini.search.hybrid import HybridSearcher
 
     from pyserini_ext.data import get_dataset
-    from pyserini_ext.search.pipelines import SEARCHERS, Bm25Params, DenseParams
+    from pyserini_ext.recipes import SEARCHERS, Bm25Params, DenseParams
 
     scifact = get_dataset("beir/scifact")
     sparse = SEARCHERS.get("bm25").build(scifact, Bm25Params(), workdir, True)

@@ -44,7 +44,7 @@ def test_unknown_metric_is_named():
 @pytest.mark.e2e
 def test_same_numbers_as_pyserini_trec_eval(workdir, tmp_path):
     from pyserini_ext.data import get_dataset
-    from pyserini_ext.search.pipelines import SEARCHERS, Bm25Params
+    from pyserini_ext.recipes import SEARCHERS, Bm25Params
     from pyserini_ext.search.run import search_topics, write_trec_run
 
     cacm = get_dataset("cacm")

@@ -5,7 +5,7 @@ import pytest
 from pyserini_ext.data import get_dataset
 from pyserini_ext.eval.metrics import evaluate
 from pyserini_ext.search.run import search_topics
-from pyserini_ext.search.pipelines import SEARCHERS, DenseParams
+from pyserini_ext.recipes import SEARCHERS, DenseParams
 
 
 @pytest.mark.e2e

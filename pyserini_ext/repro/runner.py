@@ -23,7 +23,7 @@ from pyserini_ext.data.datasets import get_dataset
 from pyserini_ext.eval.metrics import evaluate
 from pyserini_ext.paths import work_dir
 from pyserini_ext.repro.spec import Expectation, Spec, parse_spec
-from pyserini_ext.search.pipelines import SEARCHERS
+from pyserini_ext.recipes import SEARCHERS
 from pyserini_ext.search.run import Run, search_topics, write_trec_run
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@
     dataset: beir/scifact          # a named dataset (pyserini_ext.data.DATASETS)
     split: test
     pipeline:
-      searcher: bm25               # a named searcher (pyserini_ext.search.pipelines.SEARCHERS)
+      searcher: bm25               # a named searcher (pyserini_ext.recipes.SEARCHERS)
       params: {k1: 0.9, b: 0.4}
       hits: 1000
       remove_query: true           # drop a hit whose docid equals the qid (Anserini -removeQuery)

@@ -37,7 +37,7 @@ class Example:
 
 @dataclass(frozen=True)
 class Negatives:
-    searcher: str = "bm25"  # a named searcher (pyserini_ext.search.pipelines.SEARCHERS)
+    searcher: str = "bm25"  # a named searcher (pyserini_ext.recipes.SEARCHERS)
     params: dict = field(default_factory=dict)  # its parameters, e.g. {encoder: all-minilm-l6-v2}
     depth: int = 30  # hits searched per query
     count: int = 3  # negatives per list
@@ -50,7 +50,7 @@ def mine_examples(dataset: Dataset, split: str, negatives: Negatives, workdir: P
     path = workdir / "train" / f"lists-{_digest(key)}.jsonl"
     if path.exists():
         return read_examples(path)
-    from pyserini_ext.search.pipelines import SEARCHERS
+    from pyserini_ext.recipes import SEARCHERS
     from pyserini_ext.search.run import search_topics
 
     topics, qrels = dataset.topics(split), dataset.qrels(split)
