@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from pyserini_ext import scores as S
 from pyserini_ext.train import losses as L
 
 
@@ -73,8 +74,8 @@ def test_maxsim_ignores_padding_tokens():
     docs = t([[[1, 0], [0.6, 0.8], [5, 5]]])  # the third token is padding and would win everything
     mask = torch.tensor([[1, 1, 0]])
     # max(1, 0.6) + max(0, 0.8)
-    assert L.maxsim_scores(queries, docs, mask)[0].tolist() == pytest.approx([1.8])
-    assert L.dot_scores(t([[1, 2]]), t([[3, 4], [0, 1]])).tolist() == [[11.0, 2.0]]
+    assert S.maxsim_scores(queries, docs, mask)[0].tolist() == pytest.approx([1.8])
+    assert S.dot_scores(t([[1, 2]]), t([[3, 4], [0, 1]])).tolist() == [[11.0, 2.0]]
 
 
 def test_xtr_scores_by_hand():
@@ -85,12 +86,12 @@ def test_xtr_scores_by_hand():
     mask = torch.tensor([[1, 1, 0], [1, 1, 0], [1, 1, 0]])
     # k_train=2: q1 retrieves A1 (1), B1 (.8); q2 retrieves B2 (.96), A2 (.8)
     # A: (1 + .8) / 2 = .9; B: (.8 + .96) / 2 = .88; C: 0 / eps = 0
-    assert L.xtr_scores(queries, docs, mask, k_train=2)[0].tolist() == pytest.approx([0.9, 0.88, 0.0])
+    assert S.xtr_scores(queries, docs, mask, k_train=2)[0].tolist() == pytest.approx([0.9, 0.88, 0.0])
     # k_train=1: q1 -> A1, q2 -> B2; each document normalised by the one query token that found it
-    assert L.xtr_scores(queries, docs, mask, k_train=1)[0].tolist() == pytest.approx([1.0, 0.96, 0.0])
+    assert S.xtr_scores(queries, docs, mask, k_train=1)[0].tolist() == pytest.approx([1.0, 0.96, 0.0])
     # with every token retrieved, XTR is MaxSim divided by the number of query tokens
-    full = L.xtr_scores(queries, docs, mask, k_train=6)
-    assert full[0].tolist() == pytest.approx((L.maxsim_scores(queries, docs, mask) / 2)[0].tolist())
+    full = S.xtr_scores(queries, docs, mask, k_train=6)
+    assert full[0].tolist() == pytest.approx((S.maxsim_scores(queries, docs, mask) / 2)[0].tolist())
 
 
 def test_mrl_listwise_by_hand():
@@ -125,8 +126,8 @@ def test_gradients_match_finite_differences(name):
         "tct_inbatch_kl": (lambda x: L.tct_inbatch_kl(x, teacher, tau=0.25), (s,)),
         "info_nce": (lambda x: L.info_nce(x, torch.tensor([0, 2, 4]), tau=0.1), (s,)),
         "mrl_listwise": (lambda x: L.mrl_listwise(x, teacher), (s,)),
-        "maxsim": (lambda q, d: L.maxsim_scores(q, d, mask), (queries, docs)),
-        "xtr": (lambda q, d: L.xtr_scores(q, d, mask, k_train=4), (queries, docs)),
+        "maxsim": (lambda q, d: S.maxsim_scores(q, d, mask), (queries, docs)),
+        "xtr": (lambda q, d: S.xtr_scores(q, d, mask, k_train=4), (queries, docs)),
     }
     fn, inputs = functions[name]
     assert torch.autograd.gradcheck(fn, inputs)

@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 from pyserini_ext.data import get_dataset
 from pyserini_ext.encode.colbert import ColbertDocumentEncoder, ColbertOptions, ColbertQueryEncoder
 from pyserini_ext.index.multivector import TokenStore, build_token_index, encode_token_corpus, read_token_index
-from pyserini_ext.search.multivector import ColbertSearcher, IvfSearcher, XtrSearcher, impute, maxsim, xtr_scores
+from pyserini_ext.scores import impute, maxsim, xtr_imputed_scores
+from pyserini_ext.search.multivector import ColbertSearcher, IvfSearcher, XtrSearcher
 
 
 def loop_maxsim(query, doc):
@@ -182,7 +183,7 @@ def test_imputations_by_hand():
     power = np.array([[2.0 * r ** -0.5 for r in range(1, 11)]], dtype=np.float32)  # exactly s(r) = 2 r^-1/2
     np.testing.assert_allclose(impute(power, "power"), [2.0 * 11 ** -0.5], rtol=1e-5)
     # Scores of one query token: docs 7 and 3 retrieved, doc 5 only by the other token.
-    docs, total = xtr_scores(np.array([[0.9, 0.7], [0.6, 0.5]]), np.array([[0, 1], [2, 0]]), np.array([7, 3, 5]))
+    docs, total = xtr_imputed_scores(np.array([[0.9, 0.7], [0.6, 0.5]]), np.array([[0, 1], [2, 0]]), np.array([7, 3, 5]))
     # token 0: doc7 0.9, doc3 0.7, doc5 missing -> min 0.7; token 1: doc5 0.6, doc7 0.5, doc3 missing -> 0.5
     assert list(docs) == [3, 5, 7]
     np.testing.assert_allclose(total, [0.7 + 0.5, 0.7 + 0.6, 0.9 + 0.5])

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from pyserini_ext.resources import resource_dir, resource_dirs
 from pyserini_ext.config import read_yaml_mapping
 from pyserini_ext.registry import Registry, UnknownNameError
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 CARDS_ENV = "PYSERINI_EXT_CARDS"  # extra folders of cards, os.pathsep-separated
 MODELS_ENV = "PYSERINI_EXT_MODELS"  # a folder of local checkpoints that cards name as ${PYSERINI_EXT_MODELS}/...
-BUILTIN_CARDS = Path(__file__).resolve().parents[2] / "encoders"
+BUILTIN_CARDS = resource_dir("encoders")
 
 
 class CardError(ValueError):
@@ -75,14 +76,35 @@ class ModelSource:
         return self.hub
 
 
+STORES = ("vectors", "impacts", "tokens")
+
+
 @dataclass(frozen=True)
 class EncoderFamily:
-    """A model family: its option defaults and how to build each side's encoder."""
+    """A model family: its option defaults, how to build each side's encoder, and what the
+    rest of the system needs to know about it, so nothing outside asks for its name.
+
+    * ``store``: what the document encoder's output is stored as: ``vectors`` (one dense
+      vector per document: a FAISS index), ``impacts`` (``{term: impact}``: a Lucene impact
+      index), ``tokens`` (a matrix of token vectors per document: a token store);
+    * ``pair_scores``: ``(query representation, [document representations]) -> scores``
+      (NumPy, one per document), the family's own relevance score (see
+      :mod:`pyserini_ext.scores`), as search ranks by it;
+    * ``trainable``: ``(card options, model path, **training) -> Trainable``, the family's
+      trainable view (:mod:`pyserini_ext.train.models`); None when it cannot be trained.
+    """
 
     name: str
     options: type  # a dataclass of the family's card options, with defaults
     query_encoder: Callable[[str, Any], Any]  # (model path or hub id, options) -> QueryEncoder
     document_encoder: Callable[[str, Any], Any]  # (model path or hub id, options) -> DocumentEncoder
+    store: str  # one of STORES
+    pair_scores: Callable[[Any, list], np.ndarray]  # (query representation, document representations) -> scores
+    trainable: Callable[..., Any] | None = None  # (options, model path, **training) -> Trainable
+
+    def __post_init__(self):
+        if self.store not in STORES:
+            raise ValueError(f"family {self.name!r}: store must be one of {STORES}, got {self.store!r}")
 
 
 ENCODER_FAMILIES: Registry[EncoderFamily] = Registry("encoder family", "pyserini_ext.encoders")
@@ -106,7 +128,7 @@ class EncoderCard:
 
 def card_dirs() -> list[Path]:
     extra = [Path(p) for p in os.environ.get(CARDS_ENV, "").split(os.pathsep) if p]
-    return extra + [BUILTIN_CARDS]
+    return extra + resource_dirs("encoders")  # the built-in cards, then plugins' (entry points)
 
 
 def card_names() -> list[str]:

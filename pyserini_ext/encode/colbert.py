@@ -25,6 +25,7 @@ list of ``tokens x dim`` arrays (float32), one per document.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import string
 from dataclasses import dataclass
@@ -35,8 +36,10 @@ import torch
 from pyserini.encode import DocumentEncoder, QueryEncoder
 from transformers import AutoModel, AutoTokenizer
 
+from pyserini_ext import scores
 from pyserini_ext.encode.base import EncoderFamily
 from pyserini_ext.encode.runtime import RuntimeOptions, build_graph, example_inputs, iter_batches
+from pyserini_ext.train.models import Trainable, as_tensors
 
 log = logging.getLogger(__name__)
 
@@ -201,4 +204,53 @@ class ColbertDocumentEncoder(DocumentEncoder):
         return self.net.documents(texts)
 
 
-COLBERT_FAMILY = EncoderFamily("colbert", ColbertOptions, ColbertQueryEncoder, ColbertDocumentEncoder)
+SCORERS = ("maxsim", "xtr")
+
+
+class ColbertTrainable(Trainable):
+    """Late interaction with the card's markers, [MASK] augmentation and punctuation
+    skiplist; scored by exact MaxSim (``scorer`` ``maxsim``, the default), or by XTR's
+    in-batch token retrieval (``xtr`` with ``k_train``), times ``scale``. Saved as a
+    transformer checkpoint plus, when there is a projection, PyLate's ``1_Dense`` layout,
+    which :func:`load_projection` reads back."""
+
+    def __init__(self, options: ColbertOptions, model_path: str, *, scorer: str = "", k_train: int = 0,
+                 scale: float = 1.0):
+        super().__init__()
+        scorer = scorer or "maxsim"
+        if scorer not in SCORERS:
+            raise ValueError(f"colbert scorer must be one of {SCORERS}, got {scorer!r}")
+        if scorer == "xtr" and k_train <= 0:
+            raise ValueError("the xtr scorer needs k_train > 0")
+        self.net = ColbertModel(model_path, dataclasses.replace(options, backend="torch"))
+        self.options, self.tokenizer, self.module = options, self.net.tokenizer, self.net.graph.module
+        self.scorer, self.k_train, self.scale = scorer, k_train, scale
+
+    def queries(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        o = self.options
+        return as_tensors(self.net.token_ids(texts, o.query_marker, o.query_prompt, o.query_length, True))
+
+    def documents(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        o = self.options
+        inputs = self.net.token_ids(texts, o.doc_marker, o.doc_prompt, o.doc_length, False)
+        return {**as_tensors(inputs), "keep": torch.as_tensor(self.net.keep_mask(inputs))}
+
+    def score(self, q: torch.Tensor, d: torch.Tensor, d_inputs) -> torch.Tensor:
+        keep = d_inputs["keep"].to(d.device)
+        if self.scorer == "xtr":
+            return self.scale * scores.xtr_scores(q, d, keep, self.k_train)
+        return self.scale * scores.maxsim_scores(q, d, keep)
+
+    def save(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        self.module.transformer.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        if self.module.linear is not None:  # PyLate's layout, which load_projection reads back
+            (folder / "1_Dense").mkdir()
+            save_file({f"linear.{k}": v.contiguous() for k, v in self.module.linear.state_dict().items()},
+                      str(folder / "1_Dense" / "model.safetensors"))
+
+
+COLBERT_FAMILY = EncoderFamily("colbert", ColbertOptions, ColbertQueryEncoder, ColbertDocumentEncoder,
+                               store="tokens", pair_scores=scores.maxsim, trainable=ColbertTrainable)

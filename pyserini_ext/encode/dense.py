@@ -7,15 +7,19 @@ normalisation are part of the graph, so an ONNX export returns the final vector.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from pyserini.encode import DocumentEncoder, QueryEncoder
 from transformers import AutoModel, AutoTokenizer
 
+from pyserini_ext import scores
 from pyserini_ext.encode.base import EncoderFamily, masked_mean
-from pyserini_ext.encode.runtime import RuntimeOptions, build_graph, example_inputs, run_batches, tokenize
+from pyserini_ext.encode.runtime import Inputs, RuntimeOptions, build_graph, example_inputs, run_batches, tokenize
+from pyserini_ext.train.models import Trainable, as_tensors, single_scorer
 
 POOLINGS = ("cls", "mean")
 
@@ -49,7 +53,8 @@ class PooledEncoder(torch.nn.Module):
 
 
 class DenseModel:
-    """Tokenizer + graph: texts in, one vector per text out."""
+    """Tokenizer + graph: texts in, one vector per text out. The encoders and the trainable
+    view share its text conventions (prefixes, title joining, tokenisation)."""
 
     def __init__(self, model: str, options: DenseOptions):
         self.options = options
@@ -60,8 +65,20 @@ class DenseModel:
         self.graph = build_graph(PooledEncoder(transformer, options.pooling, options.normalize), name,
                                  example_inputs(self.tokenizer), options)
 
+    def query_texts(self, queries: list[str]) -> list[str]:
+        return [self.options.query_prefix + q for q in queries]
+
+    def doc_texts(self, texts: list[str], titles: list[str] | None = None) -> list[str]:
+        """Title and text joined by a space, as Pyserini's AutoDocumentEncoder and MTEB do."""
+        if titles is not None:
+            texts = [f"{title} {text}".strip() for title, text in zip(titles, texts)]
+        return [self.options.doc_prefix + t for t in texts]
+
+    def tokenize(self, texts: list[str], max_length: int) -> Inputs:
+        return tokenize(self.tokenizer, texts, max_length)
+
     def embed(self, texts: list[str], max_length: int) -> np.ndarray:
-        return run_batches(texts, lambda batch: tokenize(self.tokenizer, batch, max_length), self.graph,
+        return run_batches(texts, lambda batch: self.tokenize(batch, max_length), self.graph,
                            self.options.batch_size, self.dim)
 
 
@@ -77,7 +94,7 @@ class DenseQueryEncoder(QueryEncoder):
 
     def encode_batch(self, queries: list[str]) -> np.ndarray:
         """All queries at once (Pyserini's ``FaissSearcher.batch_search`` calls this when present)."""
-        return self.net.embed([self.options.query_prefix + q for q in queries], self.options.max_query_length)
+        return self.net.embed(self.net.query_texts(queries), self.options.max_query_length)
 
 
 class DenseDocumentEncoder(DocumentEncoder):
@@ -90,10 +107,35 @@ class DenseDocumentEncoder(DocumentEncoder):
         return self.net.dim
 
     def encode(self, texts: list[str], titles: list[str] | None = None, **kwargs) -> np.ndarray:
-        """Title and text joined by a space, as Pyserini's AutoDocumentEncoder and MTEB do."""
-        if titles is not None:
-            texts = [f"{title} {text}".strip() for title, text in zip(titles, texts)]
-        return self.net.embed([self.options.doc_prefix + t for t in texts], self.options.max_doc_length)
+        return self.net.embed(self.net.doc_texts(texts, titles), self.options.max_doc_length)
 
 
-DENSE_FAMILY = EncoderFamily("dense", DenseOptions, DenseQueryEncoder, DenseDocumentEncoder)
+class DenseTrainable(Trainable):
+    """A dense bi-encoder (one shared transformer, the card's pooling and normalisation);
+    ``scale`` multiplies the inner product (cosine scores live in [-1, 1]). Saved as a
+    plain transformer checkpoint, which the dense family loads."""
+
+    def __init__(self, options: DenseOptions, model_path: str, *, scorer: str = "", k_train: int = 0,
+                 scale: float = 1.0):
+        super().__init__()
+        single_scorer("dense", scorer, k_train, "dot")
+        self.net = DenseModel(model_path, dataclasses.replace(options, backend="torch"))
+        self.options, self.tokenizer, self.scale = options, self.net.tokenizer, scale
+        self.module = self.net.graph.module
+
+    def queries(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return as_tensors(self.net.tokenize(self.net.query_texts(texts), self.options.max_query_length))
+
+    def documents(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return as_tensors(self.net.tokenize(self.net.doc_texts(texts), self.options.max_doc_length))
+
+    def score(self, q: torch.Tensor, d: torch.Tensor, d_inputs) -> torch.Tensor:
+        return self.scale * scores.dot_scores(q, d)
+
+    def save(self, folder: Path) -> None:
+        self.module.transformer.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+
+
+DENSE_FAMILY = EncoderFamily("dense", DenseOptions, DenseQueryEncoder, DenseDocumentEncoder,
+                             store="vectors", pair_scores=scores.dot, trainable=DenseTrainable)

@@ -19,10 +19,16 @@ negated, so a maximum-inner-product index (FAISS flat IP) ranks by -KL directly.
 ``scoring="original"`` is the ablation of the first derivation, which put the product
 of the variances in the trace term (document slot ``s2_D`` instead of ``1 / s2_D``);
 a reproducibility study found and corrected that error.
+
+The KL and its dot-product form are :func:`pyserini_ext.scores.gaussian_kl`,
+:func:`~pyserini_ext.scores.gaussian_kl_query_vectors` and
+:func:`~pyserini_ext.scores.gaussian_kl_document_vectors`; the trainable view
+(:class:`MrlTrainable`) scores by the KL itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +38,10 @@ import torch
 from pyserini.encode import DocumentEncoder, QueryEncoder
 from transformers import AutoModel, AutoTokenizer
 
+from pyserini_ext import scores
 from pyserini_ext.encode.base import EncoderFamily
-from pyserini_ext.encode.runtime import RuntimeOptions, build_graph, example_inputs, run_batches, tokenize
+from pyserini_ext.encode.runtime import Inputs, RuntimeOptions, build_graph, example_inputs, run_batches, tokenize
+from pyserini_ext.train.models import Trainable, as_tensors, single_scorer
 
 VARIANCES = ("softplus", "logvar")
 SCORINGS = ("kl", "original")
@@ -56,26 +64,6 @@ class MrlOptions(RuntimeOptions):
             raise ValueError(f"variance must be one of {VARIANCES}, got {self.variance!r}")
         if self.scoring not in SCORINGS:
             raise ValueError(f"scoring must be one of {SCORINGS}, got {self.scoring!r}")
-
-
-def query_vectors(mu: np.ndarray, s2: np.ndarray) -> np.ndarray:
-    """``[1, s2_Q, mu_Q^2, mu_Q]`` per row (not negated)."""
-    return np.hstack([np.ones((len(mu), 1), mu.dtype), s2, mu * mu, mu])
-
-
-def document_vectors(mu: np.ndarray, s2: np.ndarray, scoring: str = "kl") -> np.ndarray:
-    """``[gamma_D, 1/s2_D, 1/s2_D, -2 mu_D / s2_D]`` per row; ``"original"`` puts ``s2_D`` in the trace slot."""
-    inverse = 1.0 / s2
-    gamma = (np.log(s2) + mu * mu * inverse).sum(axis=1, keepdims=True)
-    trace = s2 if scoring == "original" else inverse
-    return np.hstack([gamma, trace, inverse, -2.0 * mu * inverse])
-
-
-def kl_divergence(mu_q: np.ndarray, s2_q: np.ndarray, mu_d: np.ndarray, s2_d: np.ndarray) -> np.ndarray:
-    """KL(Q || D) between diagonal Gaussians, every query row against every document row."""
-    log_ratio = np.log(s2_d)[None, :, :] - np.log(s2_q)[:, None, :]
-    quadratic = (s2_q[:, None, :] + (mu_q[:, None, :] - mu_d[None, :, :]) ** 2) / s2_d[None, :, :]
-    return 0.5 * (log_ratio + quadratic - 1.0).sum(axis=-1)
 
 
 class MrlHeads(torch.nn.Module):
@@ -131,11 +119,17 @@ class MrlModel:
         name = f"mrl-{options.variance}" + (f"-beta{options.beta:g}" if options.variance == "softplus" else "")
         self.graph = build_graph(self.heads, name, example_inputs(self.tokenizer), options)
 
+    def texts(self, texts: list[str]) -> list[str]:
+        """``[VAR] text``: the tokenizer adds [CLS] in front, giving [CLS] [VAR] text."""
+        return [f"{self.options.var_token} {t}" for t in texts]
+
+    def tokenize(self, texts: list[str], max_length: int) -> Inputs:
+        return tokenize(self.tokenizer, texts, max_length)
+
     def gaussians(self, texts: list[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
         """Means and variances (float64), one row per text."""
         o = self.options
-        texts = [f"{o.var_token} {t}" for t in texts]  # the tokenizer adds [CLS] in front: [CLS] [VAR] text
-        out = run_batches(texts, lambda batch: tokenize(self.tokenizer, batch, max_length), self.graph,
+        out = run_batches(self.texts(texts), lambda batch: self.tokenize(batch, max_length), self.graph,
                           o.batch_size, 2 * o.dim).astype(np.float64)
         return out[:, :o.dim], out[:, o.dim:]
 
@@ -156,7 +150,7 @@ class MrlQueryEncoder(QueryEncoder):
         return self.encode_batch([query])[0]
 
     def encode_batch(self, queries: list[str]) -> np.ndarray:
-        return (-query_vectors(*self.gaussians(queries))).astype(np.float32)
+        return (-scores.gaussian_kl_query_vectors(*self.gaussians(queries))).astype(np.float32)
 
 
 class MrlDocumentEncoder(DocumentEncoder):
@@ -170,7 +164,39 @@ class MrlDocumentEncoder(DocumentEncoder):
         return self.net.gaussians(texts, self.options.max_doc_length)
 
     def encode(self, texts: list[str], titles: list[str] | None = None, **kwargs) -> np.ndarray:
-        return document_vectors(*self.gaussians(texts, titles), self.options.scoring).astype(np.float32)
+        return scores.gaussian_kl_document_vectors(*self.gaussians(texts, titles),
+                                                   self.options.scoring).astype(np.float32)
 
 
-MRL_FAMILY = EncoderFamily("mrl", MrlOptions, MrlQueryEncoder, MrlDocumentEncoder)
+class MrlTrainable(Trainable):
+    """MRL: ``[mu, s2]`` per text; the score is ``-KL(Q || D)`` between diagonal Gaussians
+    (times ``scale``). Saved as the encoder's checkpoint (with the added ``[VAR]`` token)
+    and ``mrl_heads.pt`` beside it, which :class:`MrlModel` loads."""
+
+    def __init__(self, options: MrlOptions, model_path: str, *, scorer: str = "", k_train: int = 0,
+                 scale: float = 1.0):
+        super().__init__()
+        single_scorer("mrl", scorer, k_train, "kl")
+        self.net = MrlModel(model_path, dataclasses.replace(options, backend="torch"))
+        self.options, self.tokenizer, self.module, self.scale = options, self.net.tokenizer, self.net.heads, scale
+
+    def queries(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return as_tensors(self.net.tokenize(self.net.texts(texts), self.options.max_query_length))
+
+    def documents(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return as_tensors(self.net.tokenize(self.net.texts(texts), self.options.max_doc_length))
+
+    def score(self, q: torch.Tensor, d: torch.Tensor, d_inputs) -> torch.Tensor:
+        k = self.options.dim
+        return -self.scale * scores.gaussian_kl(q[:, :k], q[:, k:], d[:, :k], d[:, k:])
+
+    def save(self, folder: Path) -> None:
+        self.module.encoder.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        heads = {f"{name}.{k}": v for name in ("mean", "var") for k, v in getattr(self.module, name).state_dict().items()}
+        torch.save(heads, folder / HEADS_FILE)
+
+
+# Query vectors are negated: their inner product with document vectors is -2 KL + const.
+MRL_FAMILY = EncoderFamily("mrl", MrlOptions, MrlQueryEncoder, MrlDocumentEncoder,
+                           store="vectors", pair_scores=scores.dot, trainable=MrlTrainable)

@@ -60,7 +60,7 @@ class RuntimeOptions:
     backend: str = "torch"  # torch | onnx
     precision: str = "fp32"  # fp32 | fp16 (ONNX on CUDA) | int8 (ONNX dynamic quantisation, CPU)
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
-    threads: int = 0  # CPU threads for the network; 0: every core this process may use
+    threads: int = 0  # CPU threads of an ONNX session; 0: every core this process may use (torch: set_cpu_threads)
     batch_size: int = 0  # 0: CPU_BATCH on a CPU, GPU_BATCH on a GPU
 
     def __post_init__(self):
@@ -73,6 +73,15 @@ class RuntimeOptions:
 
 def cpu_threads(options: RuntimeOptions) -> int:
     return options.threads or len(os.sched_getaffinity(0))
+
+
+def set_cpu_threads(threads: int = 0) -> int:
+    """Size PyTorch's (process-wide) CPU thread pool: ``threads``, or with 0 every core this
+    process may use. Building an encoder never changes it; a program that encodes (the
+    CLI) calls this once. Returns the number set."""
+    n = threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(n)
+    return n
 
 
 def cache_root() -> Path:
@@ -103,8 +112,6 @@ class TorchGraph:
             raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
         self.device = "cuda" if options.device in ("auto", "cuda") and cuda else "cpu"
         self.on_gpu = self.device == "cuda"
-        if self.device == "cpu":
-            torch.set_num_threads(cpu_threads(options))
         self.module = module.to(self.device)
 
     @torch.inference_mode()

@@ -22,6 +22,7 @@ import torch
 from pyserini.encode import DocumentEncoder, QueryEncoder
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
+from pyserini_ext import scores
 from pyserini_ext.encode.base import EncoderFamily
 from pyserini_ext.encode.runtime import RuntimeOptions, build_graph, example_inputs, iter_batches, tokenize
 
@@ -116,4 +117,6 @@ class SpladeDocumentEncoder(DocumentEncoder):
         return as_term_dicts(quantize(self.weights(texts, titles), self.options.quantization), self.net.terms)
 
 
-SPLADE_FAMILY = EncoderFamily("splade", SpladeOptions, SpladeQueryEncoder, SpladeDocumentEncoder)
+# Not trainable here: no trainable view (SPLADE's FLOPS regulariser and sparse training are not implemented).
+SPLADE_FAMILY = EncoderFamily("splade", SpladeOptions, SpladeQueryEncoder, SpladeDocumentEncoder,
+                              store="impacts", pair_scores=scores.sparse_dot, trainable=None)

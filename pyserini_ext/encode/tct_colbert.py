@@ -16,15 +16,21 @@ get subtly wrong:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from pyserini.encode import DocumentEncoder, QueryEncoder
 from transformers import AutoModel, AutoTokenizer
 
+from pyserini_ext import scores
 from pyserini_ext.encode.base import EncoderFamily, masked_mean
-from pyserini_ext.encode.runtime import RuntimeOptions, build_graph, example_inputs, run_batches, tokenize
+from pyserini_ext.encode.runtime import Inputs, RuntimeOptions, build_graph, example_inputs, run_batches, tokenize
+from pyserini_ext.train.models import Trainable, as_tensors, single_scorer
+
+QUERY, DOCUMENT = "query", "document"
 
 
 @dataclass(frozen=True)
@@ -51,54 +57,117 @@ class AverageAfterPrefix(torch.nn.Module):
         return masked_mean(hidden[:, self.skip:], attention_mask[:, self.skip:])
 
 
-class _TctSide:
-    """One side's tokenizer and graph: the prefix length comes from the tokenizer, not a constant."""
+class TctColBertSide:
+    """One side's text conventions and graph: prefix, [MASK] augmentation (queries) and
+    truncation, then the average after the prefix, whose length comes from the tokenizer,
+    not a constant. ``tokenizer`` and ``transformer`` may be shared with the other side."""
 
-    def __init__(self, model: str, prefix: str, options: TctColBertOptions):
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
-        transformer = AutoModel.from_pretrained(model)
+    def __init__(self, model: str, options: TctColBertOptions, side: str, tokenizer=None, transformer=None):
+        if side not in (QUERY, DOCUMENT):
+            raise ValueError(f"side must be {QUERY!r} or {DOCUMENT!r}, got {side!r}")
+        self.options, self.side = options, side
+        self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(model)
+        transformer = transformer if transformer is not None else AutoModel.from_pretrained(model)
         self.dim = transformer.config.hidden_size
-        self.skip = len(self.tokenizer(prefix, add_special_tokens=False)["input_ids"])
+        self.prefix = options.query_prefix if side == QUERY else options.doc_prefix
+        self.skip = len(self.tokenizer(self.prefix, add_special_tokens=False)["input_ids"])
         self.graph = build_graph(AverageAfterPrefix(transformer, self.skip), f"tct_colbert-skip{self.skip}",
                                  example_inputs(self.tokenizer), options)
 
-    def run(self, texts: list[str], max_length: int, batch_size: int, padding: bool | str) -> np.ndarray:
-        return run_batches(texts, lambda batch: tokenize(self.tokenizer, batch, max_length, padding,
-                                                         add_special_tokens=False),
-                           self.graph, batch_size, self.dim)
+    def texts(self, texts: list[str], titles: list[str] | None = None) -> list[str]:
+        """The prefixed texts; queries with enough [MASK]s that truncation at ``query_length``
+        always fills them to that length; documents with their title in front."""
+        if self.side == QUERY:
+            return [self.prefix + q + self.tokenizer.mask_token * self.options.query_length for q in texts]
+        if titles is not None:
+            texts = [f"{title} {text}" for title, text in zip(titles, texts)]
+        return [self.prefix + t for t in texts]
+
+    def tokenize(self, texts: list[str]) -> Inputs:
+        """Prefixed texts to ids, without special tokens (the prefix brings [CLS]); queries
+        need no padding (all are ``query_length`` long), documents pad to the longest."""
+        o = self.options
+        if self.side == QUERY:
+            return tokenize(self.tokenizer, texts, o.query_length, False, add_special_tokens=False)
+        return tokenize(self.tokenizer, texts, o.max_doc_length, "longest", add_special_tokens=False)
+
+    def encode(self, texts: list[str], titles: list[str] | None = None) -> np.ndarray:
+        return run_batches(self.texts(texts, titles), self.tokenize, self.graph, self.options.batch_size, self.dim)
 
 
 class TctColBertQueryEncoder(QueryEncoder):
     def __init__(self, model: str, options: TctColBertOptions = TctColBertOptions()):
         super().__init__()
         self.options = options
-        self.net = _TctSide(model, options.query_prefix, options)
+        self.net = TctColBertSide(model, options, QUERY)
         self.has_model = True
 
     def encode(self, query: str) -> np.ndarray:
         return self.encode_batch([query])[0]
 
     def encode_batch(self, queries: list[str]) -> np.ndarray:
-        o = self.options
-        # Enough [MASK]s that truncation at query_length always fills the query to that length.
-        texts = [o.query_prefix + q + self.net.tokenizer.mask_token * o.query_length for q in queries]
-        return self.net.run(texts, o.query_length, o.batch_size, padding=False)
+        return self.net.encode(queries)
 
 
 class TctColBertDocumentEncoder(DocumentEncoder):
     def __init__(self, model: str, options: TctColBertOptions = TctColBertOptions()):
         self.options = options
-        self.net = _TctSide(model, options.doc_prefix, options)
+        self.net = TctColBertSide(model, options, DOCUMENT)
 
     @property
     def dim(self) -> int:
         return self.net.dim
 
     def encode(self, texts: list[str], titles: list[str] | None = None, **kwargs) -> np.ndarray:
-        o = self.options
-        if titles is not None:
-            texts = [f"{title} {text}" for title, text in zip(titles, texts)]
-        return self.net.run([o.doc_prefix + t for t in texts], o.max_doc_length, o.batch_size, padding="longest")
+        return self.net.encode(texts, titles)
 
 
-TCT_COLBERT_FAMILY = EncoderFamily("tct_colbert", TctColBertOptions, TctColBertQueryEncoder, TctColBertDocumentEncoder)
+class TctColBertTrainable(Trainable):
+    """TCT-ColBERT as a student: one transformer shared by both sides, each side tokenised
+    and pooled by its :class:`TctColBertSide` (so queries train [MASK]-augmented to
+    ``query_length``), scored by the raw inner product times ``scale``. Saved as a plain
+    transformer checkpoint, which the tct_colbert family loads."""
+
+    def __init__(self, options: TctColBertOptions, model_path: str, *, scorer: str = "", k_train: int = 0,
+                 scale: float = 1.0):
+        super().__init__()
+        single_scorer("tct_colbert", scorer, k_train, "dot")
+        options = dataclasses.replace(options, backend="torch")
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        transformer = AutoModel.from_pretrained(model_path)
+        self.sides = {side: TctColBertSide(model_path, options, side, self.tokenizer, transformer)
+                      for side in (QUERY, DOCUMENT)}
+        # Both sides' graphs wrap the same transformer; a ModuleList registers it (and each
+        # side's pooling) so parameters(), state_dict() and train()/eval() see them.
+        self.graphs = torch.nn.ModuleList(self.sides[side].graph.module for side in (QUERY, DOCUMENT))
+        self.module, self.options, self.scale = transformer, options, scale
+
+    def _inputs(self, side: str, texts: list[str]) -> dict[str, torch.Tensor]:
+        inputs = as_tensors(self.sides[side].tokenize(self.sides[side].texts(texts)))
+        # Which side's pooling applies, one entry per row (inputs are cut into row chunks).
+        inputs["side"] = torch.full((len(texts),), (QUERY, DOCUMENT).index(side))
+        return inputs
+
+    def queries(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self._inputs(QUERY, texts)
+
+    def documents(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self._inputs(DOCUMENT, texts)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        sides = inputs["side"].unique()
+        if len(sides) != 1:
+            raise ValueError("a batch of TCT-ColBERT inputs must be all queries or all documents")
+        device = next(self.module.parameters()).device
+        return self.graphs[int(sides[0])](inputs["input_ids"].to(device), inputs["attention_mask"].to(device))
+
+    def score(self, q: torch.Tensor, d: torch.Tensor, d_inputs) -> torch.Tensor:
+        return self.scale * scores.dot_scores(q, d)
+
+    def save(self, folder: Path) -> None:
+        self.module.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+
+
+TCT_COLBERT_FAMILY = EncoderFamily("tct_colbert", TctColBertOptions, TctColBertQueryEncoder, TctColBertDocumentEncoder,
+                                   store="vectors", pair_scores=scores.dot, trainable=TctColBertTrainable)

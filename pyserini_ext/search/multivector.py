@@ -17,6 +17,9 @@ All three take a query's token vectors ``Q`` (``m x dim``) and return Pyserini
   centroids select the documents with a token in those clusters; those documents are
   ranked by centroid interaction (the MaxSim of the query against the centroids standing in
   for the document's tokens) and the best ``ndocs`` are scored by exact MaxSim.
+
+The scores themselves (:func:`~pyserini_ext.scores.maxsim`,
+:func:`~pyserini_ext.scores.xtr_imputed_scores`) live in :mod:`pyserini_ext.scores`.
 """
 
 from __future__ import annotations
@@ -25,45 +28,8 @@ import numpy as np
 from pyserini.search.faiss import DenseSearchResult
 
 from pyserini_ext.index.multivector import TokenStore
+from pyserini_ext.scores import IMPUTATIONS, maxsim, xtr_imputed_scores
 from pyserini_ext.search.ties import check_policy, total_order
-
-IMPUTATIONS = ("min", "zero", "mean", "p10", "power")
-
-
-def maxsim(query: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
-    """``sum_i max_j Q_i . D_j`` for each document in ``docs`` (one score per document)."""
-    if not docs:
-        return np.zeros(0, dtype=np.float32)
-    lengths = np.array([len(d) for d in docs])
-    tokens = np.concatenate(docs, dtype=np.float32)  # one pass: gathers and widens FP16 store rows
-    sims = query.astype(np.float32, copy=False) @ tokens.T  # m x all candidate tokens
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return np.maximum.reduceat(sims, starts, axis=1).sum(axis=0)
-
-
-def impute(scores: np.ndarray, how: str) -> np.ndarray:
-    """``m_i`` per query token from its retrieved scores (``m x k'``, each row descending)."""
-    if how == "min":
-        return scores.min(axis=1)
-    if how == "zero":
-        return np.zeros(len(scores), dtype=scores.dtype)
-    if how == "mean":
-        return scores.mean(axis=1)
-    if how == "p10":
-        return np.percentile(scores, 10, axis=1).astype(scores.dtype)
-    if how == "power":
-        k = scores.shape[1]
-        log_rank = np.log(np.arange(1, k + 1, dtype=np.float64))
-        out = np.empty(len(scores), dtype=np.float64)
-        for i, row in enumerate(scores.astype(np.float64)):
-            positive = np.maximum(row, 1e-6)  # cosine scores can reach 0; the log needs > 0
-            if k < 2:
-                out[i] = row[-1]
-                continue
-            b, log_a = np.polyfit(log_rank, np.log(positive), 1)
-            out[i] = min(np.exp(log_a) * (k + 1) ** b, row[-1])  # never above the last retrieved score
-        return out.astype(scores.dtype)
-    raise ValueError(f"imputation must be one of {IMPUTATIONS}, got {how!r}")
 
 
 class _LateInteractionSearcher:
@@ -139,22 +105,7 @@ class XtrSearcher(ColbertSearcher):
         self.imputation = imputation
 
     def score_retrieved(self, query, scores, ids):
-        return xtr_scores(scores, ids, self.token_doc, self.imputation)
-
-
-def xtr_scores(scores: np.ndarray, ids: np.ndarray, token_doc: np.ndarray, imputation: str = "min"
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """XTR's document scores from retrieved tokens only: (candidate documents, scores)."""
-    valid = ids >= 0
-    docs_of = np.where(valid, token_doc[np.where(valid, ids, 0)], -1)
-    docs = np.unique(docs_of[valid])
-    # m_i from the tokens really retrieved (an IVF probe can return fewer than k').
-    missing = np.array([impute(row[v][None], imputation)[0] if v.any() else 0.0 for row, v in zip(scores, valid)])
-    best = np.full((len(scores), len(docs)), -np.inf, dtype=np.float64)
-    rows = np.repeat(np.arange(len(scores)), valid.sum(axis=1))
-    np.maximum.at(best, (rows, np.searchsorted(docs, docs_of[valid])), scores[valid])
-    best = np.where(np.isinf(best), missing[:, None], best)
-    return docs, best.sum(axis=0)
+        return xtr_imputed_scores(scores, ids, self.token_doc, self.imputation)
 
 
 class IvfSearcher(_LateInteractionSearcher):

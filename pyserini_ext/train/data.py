@@ -46,16 +46,15 @@ class Negatives:
 
 def mine_examples(dataset: Dataset, split: str, negatives: Negatives, workdir: Path, quiet: bool = True) -> list[Example]:
     """The split's training lists (cached): ``[positive, negative x count]`` per judged positive."""
-    key = json.dumps([dataset.name, split, asdict(negatives)], sort_keys=True)
+    key = json.dumps([dataset.name, dataset.fingerprint(), split, asdict(negatives)], sort_keys=True)
     path = workdir / "train" / f"lists-{_digest(key)}.jsonl"
     if path.exists():
         return read_examples(path)
-    from pyserini_ext.recipes import SEARCHERS
+    from pyserini_ext.recipes import build_searcher, workspace
     from pyserini_ext.search.run import search_topics
 
     topics, qrels = dataset.topics(split), dataset.qrels(split)
-    kind = SEARCHERS.get(negatives.searcher)
-    searcher = kind.build(dataset, kind.parse_params(negatives.params), workdir, quiet)
+    searcher = build_searcher(negatives.searcher, negatives.params, workspace(dataset, workdir, quiet=quiet))
     judged = [q for q in topics if any(rel > 0 for rel in qrels.get(q, {}).values())]
     run = search_topics(searcher, {q: topics[q] for q in judged}, negatives.depth)
     examples = []
@@ -100,8 +99,9 @@ def doc_texts(dataset: Dataset, docids: Iterable[str]) -> dict[str, str]:
 def teacher_scores(card_name: str, examples: list[Example], texts: dict[str, str], workdir: Path) -> np.ndarray:
     """The teacher card's score for every candidate of every list (``lists x candidates``), cached.
 
-    A ``colbert`` teacher scores by MaxSim over its token vectors; any other family by
-    the inner product of its query and document vectors (for MRL, -2 KL + const).
+    Each candidate is scored by the teacher family's own ``pair_scores``: MaxSim over
+    token vectors for ``colbert``, the inner product of the vectors for the dense families
+    (for MRL, -2 KL + const), the sparse dot product of impacts for ``splade``.
     """
     from pyserini_ext.encode.base import load_card
 
@@ -116,13 +116,11 @@ def teacher_scores(card_name: str, examples: list[Example], texts: dict[str, str
     queries = {e.qid: e.query for e in examples}
     query_reps = card.query_encoder().encode_batch([queries[q] for q in qids])
     doc_reps = card.document_encoder().encode([texts[d] for d in docids])
-    from pyserini_ext.search.multivector import maxsim
-
     q_row = {q: i for i, q in enumerate(qids)}
     scores = np.empty((len(examples), len(examples[0].docids)), dtype=np.float32)
     for i, e in enumerate(examples):
         q, docs = query_reps[q_row[e.qid]], [doc_reps[row[d]] for d in e.docids]
-        scores[i] = maxsim(q, docs) if card.family.name == "colbert" else np.stack(docs) @ q
+        scores[i] = card.family.pair_scores(q, docs)
     buffer = io.BytesIO()
     np.save(buffer, scores)
     path.parent.mkdir(parents=True, exist_ok=True)

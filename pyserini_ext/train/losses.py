@@ -7,8 +7,8 @@ against every document of the batch: ``B x N`` with the positive's column given.
 Every loss returns the mean over the batch's queries of a per-query sum, so a
 larger list weighs more, as in the papers.
 
-Scorers (:func:`dot_scores`, :func:`maxsim_scores`, :func:`xtr_scores`) turn
-representations into such score matrices.
+The scorers that turn representations into such score matrices
+(``dot_scores``, ``maxsim_scores``, ``xtr_scores``) live in :mod:`pyserini_ext.scores`.
 """
 
 from __future__ import annotations
@@ -17,60 +17,6 @@ import torch
 import torch.nn.functional as F
 
 Tensor = torch.Tensor
-
-
-# --- scorers ----------------------------------------------------------------------------
-
-def dot_scores(queries: Tensor, docs: Tensor) -> Tensor:
-    """``s(q, d) = <q, d>``: ``B x dim`` and ``N x dim`` -> ``B x N``."""
-    return queries @ docs.T
-
-
-def _token_sims(queries: Tensor, docs: Tensor, doc_mask: Tensor) -> Tensor:
-    """``B x Lq x N x Ld`` token similarities; padding document tokens are -inf."""
-    sims = torch.einsum("bqh,ndh->bqnd", queries, docs)
-    return sims.masked_fill(~doc_mask.bool()[None, None], float("-inf"))
-
-
-def maxsim_scores(queries: Tensor, docs: Tensor, doc_mask: Tensor, query_mask: Tensor | None = None) -> Tensor:
-    """ColBERT's late interaction ``s(q, d) = sum_i max_j <q_i, d_j>``.
-
-    ``queries`` ``B x Lq x dim``, ``docs`` ``N x Ld x dim`` with ``doc_mask`` ``N x Ld``
-    (1 = a real token); ``query_mask`` drops query tokens (ColBERT keeps every
-    [MASK]-augmented position, so by default all count). Returns ``B x N``.
-    """
-    best = _token_sims(queries, docs, doc_mask).amax(dim=-1)  # B x Lq x N
-    if query_mask is not None:
-        best = best * query_mask[:, :, None].to(best.dtype)
-    return best.sum(dim=1)
-
-
-def xtr_scores(queries: Tensor, docs: Tensor, doc_mask: Tensor, k_train: int, query_mask: Tensor | None = None,
-               eps: float = 1e-3) -> Tensor:
-    """XTR's training score (Lee et al., 2023), ``B x N``.
-
-    For query token ``q_i`` let ``R_i`` be its ``k_train`` most similar document tokens
-    over the *whole batch* (all ``N x Ld`` real tokens). A document token counts only
-    if it is in ``R_i``:
-
-        s(q, d) = (1 / Z(q, d)) * sum_i max_{j in d, j in R_i} <q_i, d_j>
-
-    where the max over an empty set is 0 and ``Z(q, d)`` is the number of query tokens
-    with at least one token of ``d`` in ``R_i``, clamped below at ``eps``.
-    """
-    sims = _token_sims(queries, docs, doc_mask)  # B x Lq x N x Ld
-    b, lq, n, ld = sims.shape
-    flat = sims.reshape(b, lq, n * ld)
-    top = flat.topk(min(k_train, n * ld), dim=-1).indices
-    retrieved = torch.zeros_like(flat, dtype=torch.bool).scatter_(-1, top, True).reshape(b, lq, n, ld)
-    retrieved &= doc_mask.bool()[None, None]
-    best = sims.masked_fill(~retrieved, float("-inf")).amax(dim=-1)  # B x Lq x N
-    hit = retrieved.any(dim=-1)
-    if query_mask is not None:
-        hit = hit & query_mask.bool()[:, :, None]
-    best = torch.where(hit, best, torch.zeros_like(best))
-    z = hit.sum(dim=1).to(sims.dtype).clamp(min=eps)
-    return best.sum(dim=1) / z
 
 
 # --- pointwise and pairwise distillation -----------------------------------------------------

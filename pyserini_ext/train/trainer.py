@@ -265,7 +265,7 @@ class Trainer:
         self.teacher_model = None
         if c.loss_name == "tct_inbatch_kl":
             teacher_card = load_card(c.teacher)
-            self.teacher_model = trainable(teacher_card, teacher_card.model.resolve(), "maxsim").eval()
+            self.teacher_model = trainable(teacher_card, teacher_card.model.resolve()).eval()  # its own scorer
         card = load_card(c.student)
         try:
             card = dataclasses.replace(card, options=dataclasses.replace(card.options, **c.options))
@@ -273,7 +273,7 @@ class Trainer:
             raise ConfigError(f"training config {c.name}: key 'options': {err}") from None
         weights = load_card(c.init).model.resolve() if c.init else card.model.resolve()
         seed_everything(c.seed)
-        self.model = trainable(card, weights, c.scorer, c.k_train, c.score_scale)
+        self.model = trainable(card, weights, scorer=c.scorer, k_train=c.k_train, scale=c.score_scale)
         self.steps = total_steps(len(self.examples), c)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(c.warmup * self.steps), self.steps)
