@@ -89,6 +89,40 @@ def read_jsonl_collection(path: Path | str) -> Iterator[Document]:
             yield Document(_string_field(file, lineno, obj, "id"), "", _string_field(file, lineno, obj, "contents"))
 
 
+def read_tsv_collection(path: Path | str) -> Iterator[Document]:
+    """A TSV collection (MS MARCO's ``collection.tsv``): ``docid<TAB>text`` per line; a file
+    (``.gz`` too) or a folder of ``*.tsv``/``*.tsv.gz`` files read in name order."""
+    path = Path(path)
+    files = sorted(p for p in path.iterdir() if p.name.removesuffix(".gz").endswith(".tsv")) if path.is_dir() else [path]
+    for file in files:
+        with open_text(file) as f:
+            for lineno, line in enumerate(f, start=1):
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                docid, tab, text = line.partition("\t")
+                if not tab:
+                    raise DataFormatError(file, lineno, "<row>", "expected 'docid<TAB>text'")
+                if not docid.strip():
+                    raise DataFormatError(file, lineno, "docid", "empty")
+                yield Document(docid.strip(), "", text)
+
+
+CORPUS_LAYOUTS = ("beir", "jsonl", "tsv")
+
+
+def read_corpus(path: Path | str, layout: str) -> Iterator[Document]:
+    """A corpus in one of :data:`CORPUS_LAYOUTS`: BEIR ``corpus.jsonl`` (``_id``/``title``/``text``),
+    Pyserini JsonCollection (``id``/``contents``) or TSV (``docid<TAB>text``)."""
+    if layout == "beir":
+        return read_beir_corpus(path)
+    if layout == "jsonl":
+        return read_jsonl_collection(path)
+    if layout == "tsv":
+        return read_tsv_collection(path)
+    raise ValueError(f"unknown corpus layout {layout!r}; known: {', '.join(CORPUS_LAYOUTS)}")
+
+
 def read_beir_queries(path: Path | str) -> Topics:
     path = Path(path)
     return {
