@@ -5,8 +5,11 @@ indexed by Anserini's ``IndexCollection``, run in a child JVM with the Java that
 :mod:`pyserini_ext.jvm` found. The child process keeps Anserini's own logging and
 exit code, and a crash there cannot take the Python process with it.
 
-The index is built in ``<index>.partial`` and renamed when Anserini succeeds, so a
-folder at ``index_dir`` is always a complete index (an interrupted build restarts).
+The index is built in ``<index>.partial`` and renamed over ``index_dir`` when Anserini
+succeeds (:func:`pyserini_ext.store.building`), so a folder at ``index_dir`` is always a
+complete index (an interrupted build restarts). Its ``manifest.json`` records the file sizes,
+the documents (count, first and last docid) and ``built_from``: an index is reused only for
+the same ``built_from`` (:func:`pyserini_ext.store.ensure_built`).
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ import glob
 import importlib.resources
 import json
 import logging
-import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -24,6 +27,7 @@ from tqdm import tqdm
 
 from pyserini_ext import jvm
 from pyserini_ext.data.readers import Document
+from pyserini_ext.store import ensure_built
 
 log = logging.getLogger(__name__)
 
@@ -58,29 +62,33 @@ def build_lucene_index(
     contents: Callable[[Document], str] = flat_contents,
     threads: int = 1,
     quiet: bool = False,
+    built_from: dict | None = None,
 ) -> Path:
     """Index ``docs`` for BM25 with Anserini's defaults (Porter stemming, stopwords),
-    storing positions, document vectors and raw documents as Pyserini's prebuilt indexes do."""
+    storing positions, document vectors and raw documents as Pyserini's prebuilt indexes do.
+    Reused when ``index_dir`` is current for ``built_from`` (then ``docs`` is not read)."""
     index_dir = Path(index_dir)
-    if any(index_dir.glob("segments_*")):
-        log.info("Lucene index %s exists; reusing it", index_dir)
-        return index_dir
-    partial = index_dir.with_name(index_dir.name + ".partial")
-    collection = index_dir.with_name(index_dir.name + ".collection")
-    for stale in (partial, collection):
-        shutil.rmtree(stale, ignore_errors=True)
-    collection.mkdir(parents=True)
-    with open(collection / "docs.jsonl", "w", encoding="utf-8") as f:
-        for doc in tqdm(docs, desc=f"writing {collection.name}", unit="doc", disable=quiet):
-            f.write(json.dumps({"id": doc.docid, "contents": contents(doc)}, ensure_ascii=False) + "\n")
-    run_anserini("io.anserini.index.IndexCollection", [
-        "-collection", "JsonCollection",
-        "-generator", "DefaultLuceneDocumentGenerator",
-        "-input", str(collection),
-        "-index", str(partial),
-        "-threads", str(threads),
-        "-storePositions", "-storeDocvectors", "-storeRaw",
-    ])
-    shutil.rmtree(collection)
-    partial.rename(index_dir)
-    return index_dir
+    identity = {**(built_from or {}), "builder": {"contents": f"{contents.__module__}.{contents.__qualname__}"}}
+
+    def build(partial: Path) -> dict:
+        count, first, last = 0, None, None
+        with tempfile.TemporaryDirectory(prefix=f".{index_dir.name}.collection-", dir=index_dir.parent) as collection:
+            with open(Path(collection) / "docs.jsonl", "w", encoding="utf-8") as f:
+                for doc in tqdm(docs, desc=f"writing {index_dir.name} collection", unit="doc", disable=quiet):
+                    f.write(json.dumps({"id": doc.docid, "contents": contents(doc)}, ensure_ascii=False) + "\n")
+                    count, first, last = count + 1, doc.docid if first is None else first, doc.docid
+            if count == 0:
+                raise ValueError(f"{index_dir}: the corpus has no documents")
+            run_anserini("io.anserini.index.IndexCollection", [
+                "-collection", "JsonCollection",
+                "-generator", "DefaultLuceneDocumentGenerator",
+                "-input", collection,
+                "-index", str(partial),
+                "-threads", str(threads),
+                "-storePositions", "-storeDocvectors", "-storeRaw",
+            ])
+        return {"kind": "lucene", "count": count, "docids": (first, last)}
+
+    index_dir.parent.mkdir(parents=True, exist_ok=True)
+    return ensure_built(index_dir, identity, build, "Lucene index",
+                        legacy=lambda folder: any(folder.glob("segments_*")))

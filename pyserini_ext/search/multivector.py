@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from pyserini.search.faiss import DenseSearchResult
 
-from pyserini_ext.index.multivector import TokenStore
+from pyserini_ext.store import TokenStore
 from pyserini_ext.scores import IMPUTATIONS, maxsim, xtr_imputed_scores
 from pyserini_ext.search.ties import check_policy, total_order
 

@@ -3,23 +3,22 @@
 A *stage* maps ``(topics, run)`` to a new run. :class:`Retrieve` wraps any searcher
 with Pyserini's ``batch_search`` as a first stage; :class:`DenseRerank` re-scores a
 candidate list with a query vector against document vectors already on disk (looked
-up by docid, memory-mapped, no ANN search). Stages compose with ``>>``, and the
-composition is itself a searcher (``batch_search``), so it runs wherever a searcher
-does: in Python, in Pyserini's ``HybridSearcher``, or in a regression spec.
+up by docid, memory-mapped, no ANN search: :class:`pyserini_ext.store.VectorStore`).
+Stages compose with ``>>``, and the composition is itself a searcher (``batch_search``),
+so it runs wherever a searcher does: in Python, in Pyserini's ``HybridSearcher``, or in a regression spec.
 
-    pipeline = Retrieve(bm25, depth=1000) >> DenseRerank(StoredVectors(shards), encoder)
+    pipeline = Retrieve(bm25, depth=1000) >> DenseRerank(VectorStore(shards), encoder)
     run = pipeline.batch_search(queries, qids, k=1000)
 """
 
 from __future__ import annotations
 
-import itertools
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from pyserini_ext.search.run import Hit, order_hits
+from pyserini_ext.store.readers import ImpactStore, VectorStore
 
 Run = dict[str, list[Hit]]
 
@@ -69,62 +68,9 @@ class Retrieve(Stage):
         return f"Retrieve({type(self.searcher).__name__}, depth={self.depth})"
 
 
-class StoredVectors:
-    """Dense document vectors by docid, memory-mapped from the shards :func:`encode_corpus` wrote.
-
-    Only the rows a query's candidates need are read from disk.
-    """
-
-    def __init__(self, shards_dir: Path | str):
-        from pyserini_ext.index.dense import shard_files
-
-        self.shards, self.row_of = [], {}
-        for shard, (vectors_path, docid_path) in enumerate(shard_files(Path(shards_dir))):
-            self.shards.append(np.load(vectors_path, mmap_mode="r"))
-            for row, docid in enumerate(docid_path.read_text(encoding="utf-8").split("\n")[:-1]):
-                self.row_of[docid] = (shard, row)
-        if not self.shards:
-            raise FileNotFoundError(f"no shards in {shards_dir}")
-        self.dim = self.shards[0].shape[1]
-
-    def __len__(self) -> int:
-        return len(self.row_of)
-
-    def lookup(self, docids: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-        """Vectors of the docids that are stored (in the given order), and those docids."""
-        found = [d for d in docids if d in self.row_of]
-        out = np.empty((len(found), self.dim), dtype=np.float32)
-        # Group by shard so each memory-mapped shard is read with one fancy-indexing call.
-        by_shard = sorted(range(len(found)), key=lambda i: self.row_of[found[i]])
-        for shard, members in itertools.groupby(by_shard, key=lambda i: self.row_of[found[i]][0]):
-            members = list(members)
-            out[members] = self.shards[shard][[self.row_of[found[i]][1] for i in members]]
-        return out, found
-
-    def score(self, query: np.ndarray, docids: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-        vectors, found = self.lookup(docids)
-        return vectors @ query, found
-
-
-class StoredImpacts:
-    """Integer impacts by docid, from the float weights :func:`encode_impact_corpus` stored
-    (quantised with the same factor as the impact index, so scores equal Lucene's)."""
-
-    def __init__(self, root: Path | str, quantization: float):
-        from pyserini_ext.encode.splade import quantize
-        from pyserini_ext.index.impact import read_impact_weights
-
-        weights, docids = read_impact_weights(root)
-        self.impacts = quantize(weights, quantization).tocsr()
-        self.row_of = {d: i for i, d in enumerate(docids)}
-
-    def __len__(self) -> int:
-        return len(self.row_of)
-
-    def score(self, query, docids: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-        found = [d for d in docids if d in self.row_of]
-        rows = self.impacts[[self.row_of[d] for d in found]]
-        return np.asarray((rows @ query.T).todense()).ravel().astype(np.float64), found
+# The stores moved to pyserini_ext.store; the old names stay importable from here.
+StoredVectors = VectorStore
+StoredImpacts = ImpactStore
 
 
 class Rerank(Stage):
@@ -152,7 +98,7 @@ class Rerank(Stage):
         return self.name
 
 
-def DenseRerank(vectors: StoredVectors, query_encoder, **order) -> Rerank:
+def DenseRerank(vectors: VectorStore, query_encoder, **order) -> Rerank:
     """Inner product of the query vector with each candidate's stored dense vector."""
     def encode(texts):
         if hasattr(query_encoder, "encode_batch"):
@@ -162,7 +108,7 @@ def DenseRerank(vectors: StoredVectors, query_encoder, **order) -> Rerank:
     return Rerank(vectors, encode, f"DenseRerank({type(query_encoder).__name__})", **order)
 
 
-def ImpactRerank(impacts: StoredImpacts, query_encoder, quantization: float, **order) -> Rerank:
+def ImpactRerank(impacts: ImpactStore, query_encoder, quantization: float, **order) -> Rerank:
     """Sparse dot product of the query's impacts with each candidate's stored impacts
     (what Lucene's impact search computes, restricted to the candidates)."""
     from pyserini_ext.encode.splade import quantize
