@@ -105,7 +105,7 @@ def beir_dataset(name: str, zip_name: str, md5: str, splits: tuple[str, ...]) ->
 MSMARCO_COLLECTION = Remote(
     "https://msmarco.z22.web.core.windows.net/msmarcoranking/collectionandqueries.tar.gz",
     "31644046b18952c1386cd4564ba2ae69", zip_folder="", unpack_to="msmarco-v1-passage",
-    headers=(("X-Ms-Version", "2019-12-12"),),  # the host serves old clients an error page without it
+    headers=(("X-Ms-Version", "2019-12-12"),),  # the Azure storage API version ir_datasets also sends
 )
 
 
