@@ -73,7 +73,8 @@ def test_pyserini_folder_pairs_topics_and_qrels_by_split_name(tmp_path, monkeypa
     assert resolve_dataset("pys").topics("dev") == dataset.topics("dev")
 
     (folder / "topics.extra.tsv").write_text("9\tlonely\n")
-    with pytest.raises(DatasetCardError, match=r"topics.extra.tsv: no qrels file for split 'extra' \(expected .*qrels.extra.txt\)"):
+    expected = r"topics.extra.tsv: no qrels file for split 'extra' \(expected .*qrels.extra.txt\)"
+    with pytest.raises(DatasetCardError, match=expected):
         resolve_dataset(str(folder))
     (folder / "topics.extra.tsv").unlink()
     (folder / "more.jsonl").write_text('{"id": "d9", "contents": "x"}\n')
@@ -154,7 +155,8 @@ def test_card_reads_every_key(tmp_path, monkeypatch):
     (lambda t: t.replace("layout: tsv", "layout: parquet"), "layout", "not one of beir, jsonl, tsv"),
     (lambda t: t.replace("qrels: qrels.txt\n    relevance", "qrels: nowhere.txt\n    relevance"),
      "splits.dl.qrels", "nowhere.txt not found"),
-    (lambda t: t.replace("relevance_level: 2", "relevance_level: high"), "splits.dl.relevance_level", "expected a grade"),
+    (lambda t: t.replace("relevance_level: 2", "relevance_level: high"), "splits.dl.relevance_level",
+     "expected a grade"),
     (lambda t: t.replace("remove_query: true", "remove_query: yes please"), "remove_query", "expected true or false"),
     (lambda t: t + "relevance: 2\n", "relevance", "unknown key"),
     (lambda t: t.replace("tiny-dl: dl", "tiny-dl: test"), "topic_sets.tiny-dl", "names split 'test'"),

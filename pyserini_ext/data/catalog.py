@@ -116,8 +116,9 @@ def msmarco_v1_passage() -> Dataset:
         corpus=LocalFile("msmarco-v1-passage/collection.tsv", None, MSMARCO_COLLECTION),
         layout="tsv",
         splits={
-            "dev-subset": Split(anserini_tools("topics.msmarco-passage.dev-subset.txt", "4621c583f1089d223db228a4f95a05d1"),
-                                anserini_tools("qrels.msmarco-passage.dev-subset.txt", "521ff630abe77a3e120417565ff025f1")),
+            "dev-subset": Split(
+                anserini_tools("topics.msmarco-passage.dev-subset.txt", "4621c583f1089d223db228a4f95a05d1"),
+                anserini_tools("qrels.msmarco-passage.dev-subset.txt", "521ff630abe77a3e120417565ff025f1")),
             # TREC DL: graded judgements; binary metrics (MAP, R@k) count grade >= 2.
             "dl19": Split(anserini_tools("topics.dl19-passage.txt", "c83e3dda130c7a191357b0287d854ddb"),
                           anserini_tools("qrels.dl19-passage.txt", "2f4be390198da108f6845c822e5ada14"),
@@ -160,7 +161,8 @@ def register_all(registry: Registry[Dataset]) -> None:
 
 # DL-Typo (Zhuang & Zuccon, SIGIR 2022): 60 MS MARCO passage queries, each with a real typo
 # (query.typo.tsv) and its corrected form (query.tsv), same qids. Queries only: there is no corpus.
-_DL_TYPO = "https://raw.githubusercontent.com/ielab/CharacterBERT-DR/940de8a09695fc1a6f685920464a229913c4c2ab/data/dl-typo/"
+_DL_TYPO = ("https://raw.githubusercontent.com/ielab/CharacterBERT-DR/"
+            "940de8a09695fc1a6f685920464a229913c4c2ab/data/dl-typo/")
 
 
 def _dl_typo(name: str, md5: str) -> LocalFile:

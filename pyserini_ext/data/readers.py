@@ -93,7 +93,9 @@ def read_tsv_collection(path: Path | str) -> Iterator[Document]:
     """A TSV collection (MS MARCO's ``collection.tsv``): ``docid<TAB>text`` per line; a file
     (``.gz`` too) or a folder of ``*.tsv``/``*.tsv.gz`` files read in name order."""
     path = Path(path)
-    files = sorted(p for p in path.iterdir() if p.name.removesuffix(".gz").endswith(".tsv")) if path.is_dir() else [path]
+    files = [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.name.removesuffix(".gz").endswith(".tsv"))
     for file in files:
         with open_text(file) as f:
             for lineno, line in enumerate(f, start=1):
