@@ -117,12 +117,27 @@ def test_token_store_round_trip_and_resume(encoders, sample, store, tmp_path):
     for i in (0, 9, 10, 23):  # across the shard boundary at 10
         np.testing.assert_array_equal(store.doc_tokens(i), vectors[i].astype(np.float16))
     assert (store.token_doc()[store.offsets[12]:store.offsets[13]] == 12).all()
-    # An interrupted encoding resumes: drop the last shard's docid file and encode again.
+    # An interrupted encoding resumes: stop it during the third shard, then encode again.
+    class Stops:
+        def __init__(self, fail_after):
+            self.texts, self.fail_after = [], fail_after
+
+        def encode(self, texts, titles=None):
+            if len(self.texts) >= self.fail_after:
+                raise KeyboardInterrupt("interrupted")
+            self.texts.extend(texts)
+            return encoders[1].encode(texts, titles=titles)
+
     root = tmp_path / "tokens"
-    encode_token_corpus(docs, encoders[1], root, shard_size=10, quiet=True)
-    (root / "docid-00002.txt").unlink()
-    encode_token_corpus(docs, encoders[1], root, shard_size=10, quiet=True)
-    np.testing.assert_array_equal(np.load(root / "tokens-00002.npy"), np.load(store.root / "tokens-00002.npy"))
+    with pytest.raises(KeyboardInterrupt):
+        encode_token_corpus(docs, Stops(20), root, shard_size=10, quiet=True, progress_every=10)
+    assert not root.exists() and (tmp_path / "tokens.partial" / "shard-00001.done").exists()
+    resumed = Stops(len(docs))
+    encode_token_corpus(docs, resumed, root, shard_size=10, quiet=True)
+    assert resumed.texts == [d.text for d in docs[20:]]  # only the unfinished shard
+    for name in ("shard-00000.tokens.npy", "shard-00002.tokens.npy", "shard-00002.lengths.npy"):
+        np.testing.assert_array_equal(np.load(root / name), np.load(store.root / name))
+    assert TokenStore(root).docids == store.docids
 
 
 def test_maxsim_equals_the_loop():
