@@ -43,6 +43,20 @@ def test_write_atomic_replaces_whole_or_not_at_all(tmp_path):
     assert path.read_bytes() == "new \u00e9".encode("utf-8") and siblings(path) == ["data.bin"]
 
 
+def test_open_atomic_streams_and_leaves_nothing_on_failure(tmp_path):
+    from pyserini_ext.store import open_atomic
+
+    path = tmp_path / "run.trec"
+    with open_atomic(path) as f:
+        f.write("q1 Q0 d1 1 2.0 x\n")
+        assert not path.exists()  # nothing at the final name until the block ends
+    with pytest.raises(RuntimeError):
+        with open_atomic(path) as f:
+            f.write("q1 Q0 d2 1 9.0 x\n")
+            raise RuntimeError("search failed half way")
+    assert path.read_text() == "q1 Q0 d1 1 2.0 x\n" and siblings(path) == ["run.trec"]
+
+
 def test_building_replaces_only_on_success(tmp_path):
     target = tmp_path / "index"
     with building(target) as partial:

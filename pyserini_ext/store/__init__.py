@@ -4,6 +4,9 @@ FAISS and Lucene indexes built from them) is written the same way and reused by 
 Writing (:mod:`pyserini_ext.store.atomic`)
     ``write_atomic(path, data: bytes | str) -> None``
         one file, via a temporary sibling and a rename: never half-written.
+    ``open_atomic(path, mode="w" | "wb", encoding="utf-8")`` (context manager)
+        the same for a file written as a stream: yields the open temporary file; renamed over
+        ``path`` when the block succeeds, deleted when it fails.
     ``building(target, *, resume=False, stamp=None, replace=True)`` (context manager)
         yields ``<target>.partial``; renamed over ``target`` only when the block succeeds, and
         only then is the old ``target`` deleted. A failed block leaves ``target`` as it was and
@@ -52,7 +55,7 @@ quiet=False, progress_every=256, built_from=None) -> Path``, resumable, on
 ``read_impact_weights(folder)``: each checks the manifest (kind, files, count) first.
 """
 
-from pyserini_ext.store.atomic import building, write_atomic
+from pyserini_ext.store.atomic import building, open_atomic, write_atomic
 from pyserini_ext.store.manifest import (
     MANIFEST,
     ManifestError,
@@ -89,6 +92,6 @@ __all__ = [
     "DENSE", "IMPACT", "MANIFEST", "TOKENS", "ImpactStore", "ManifestError", "ShardLayout", "TokenStore",
     "VectorStore", "building", "built_from_changes", "check_built_from", "docs_sha256", "encode_corpus",
     "encode_impact_corpus", "encode_in_shards", "encode_token_corpus", "ensure_built", "manifest_digest",
-    "read_impact_weights", "read_manifest", "read_shards", "require_manifest", "shard_files", "stale_reasons",
-    "write_atomic", "write_manifest",
+    "open_atomic", "read_impact_weights", "read_manifest", "read_shards", "require_manifest", "shard_files",
+    "stale_reasons", "write_atomic", "write_manifest",
 ]

@@ -1,7 +1,8 @@
 """Write-then-rename, for files and for folders: a reader never sees half of either.
 
 * :func:`write_atomic` writes a file's bytes under a temporary sibling name and renames
-  it over ``path``.
+  it over ``path``; :func:`open_atomic` does the same for a file written as a stream
+  (a TREC run, a checkpoint).
 * :func:`building` yields a ``<target>.partial`` sibling folder to build into; only when the
   ``with`` block succeeds is it renamed over ``target``, and only then is an old ``target``
   removed. A failed build leaves the old ``target`` as it was (and, unless the build is
@@ -19,27 +20,37 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 OWNER = ".building.json"  # ownership mark inside a partial folder that building() made
 
 
-def write_atomic(path: Path | str, data: bytes | str) -> None:
-    """Write ``data`` (``str`` as UTF-8) to a unique temporary sibling, flush it, and rename it
-    over ``path``: ``path`` is the old file or the whole new one, never a mix."""
+@contextlib.contextmanager
+def open_atomic(path: Path | str, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """A file to stream into (``mode`` ``"w"`` or ``"wb"``), written under a unique temporary
+    sibling name and renamed over ``path`` when the block succeeds (deleted when it fails):
+    ``path`` is the old file or the whole new one, never a mix."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"open_atomic writes a whole file: mode 'w' or 'wb', not {mode!r}")
     path = Path(path)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        with open(tmp, mode, encoding=None if "b" in mode else encoding) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path | str, data: bytes | str) -> None:
+    """Write ``data`` (``str`` as UTF-8) to ``path`` through :func:`open_atomic`."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    with open_atomic(path, "wb") as f:
+        f.write(data)
 
 
 def partial_of(target: Path | str) -> Path:
