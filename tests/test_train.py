@@ -184,3 +184,25 @@ def test_bm25_lists_hold_a_judged_positive_and_unjudged_hard_negatives(workdir):
     other = mine_examples(dataset, "train", Negatives("bm25", {}, 30, 3, 1), workdir)
     assert [e.docids[0] for e in other] == [e.docids[0] for e in examples]
     assert [e.docids[1:] for e in other] != [e.docids[1:] for e in examples]
+
+
+@pytest.mark.parametrize("teacher", ["colbert-minilm-l6-v2", "all-minilm-l6-v2"])
+def test_teacher_scores_are_the_teacher_familys_own_scores(teacher, tmp_path):
+    """MaxSim for a colbert teacher, the inner product for a dense one: checked by plain loops."""
+    from pyserini_ext.encode.base import load_card
+    from pyserini_ext.train.data import Example, teacher_scores
+
+    texts = {"a": "Vitamin C deficiency causes scurvy.", "b": "Bone density in mice fed a high-fat diet.",
+             "c": "Stars form in molecular clouds."}
+    examples = [Example("q1", "what causes scurvy", ("a", "b", "c")), Example("q2", "how do stars form", ("c", "a", "b"))]
+    got = teacher_scores(teacher, examples, texts, tmp_path)
+    card = load_card(teacher)
+    queries = card.query_encoder().encode_batch([e.query for e in examples])
+    docs = dict(zip(texts, card.document_encoder().encode(list(texts.values()))))
+    if card.family.store == "tokens":
+        expected = [[sum(max(float(q @ t) for t in docs[d]) for q in query) for d in e.docids]
+                    for query, e in zip(queries, examples)]
+    else:
+        expected = [[float(query @ docs[d]) for d in e.docids] for query, e in zip(queries, examples)]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert got[0].argmax() == 0 and got[1].argmax() == 0  # the relevant document wins either way
