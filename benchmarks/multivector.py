@@ -22,12 +22,11 @@ import time
 import numpy as np
 
 import pyserini_ext  # noqa: F401  (configures Java before pyserini)
-from pyserini_ext.data import get_dataset
 from pyserini_ext.eval.metrics import evaluate
-from pyserini_ext.index.multivector import TokenStore
-from pyserini_ext.repro.runner import work_dir
-from pyserini_ext.search.multivector import ColbertSearcher, XtrSearcher, maxsim, xtr_scores
-from pyserini_ext.recipes import SEARCHERS, MultiVectorParams, token_store_dir
+from pyserini_ext.recipes import MultiVectorParams, build_searcher, token_store_dir, workspace
+from pyserini_ext.scores import maxsim, xtr_imputed_scores
+from pyserini_ext.search.multivector import ColbertSearcher, XtrSearcher
+from pyserini_ext.store import TokenStore
 from pyserini_ext.search.run import Hit, order_hits
 
 K_PRIMES = (10, 30, 100, 300, 1000)
@@ -38,6 +37,11 @@ def run_of(qids, docids, scored):
     """TREC-style run from per-query (candidate indices, scores)."""
     return {q: order_hits([Hit(docids[d], float(s)) for d, s in zip(docs, scores)])[:1000]
             for q, (docs, scores) in zip(qids, scored)}
+
+
+def folder_bytes(path) -> int:
+    """Bytes of an index: a file, or every file of a folder (the token indexes are folders with a manifest)."""
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def median_ms(fn, items):
@@ -55,15 +59,15 @@ def main() -> None:
     parser.add_argument("--latency-queries", type=int, default=50)
     args = parser.parse_args()
 
-    scifact = get_dataset("beir/scifact")
+    ws = workspace("beir/scifact", quiet=True)
+    scifact = ws.dataset
     topics = dict(list(scifact.topics("test").items())[: args.queries])
     qrels = scifact.qrels("test")
     params = MultiVectorParams()
-    kind = SEARCHERS.get("multivector")
-    ivf_searcher = kind.build(scifact, MultiVectorParams(scorer="ivf"), work_dir(), True)
-    colbert = kind.build(scifact, params, work_dir(), True)
+    ivf_searcher = build_searcher("multivector", {"scorer": "ivf"}, ws)
+    colbert = build_searcher("multivector", {}, ws)
     store: TokenStore = colbert.store
-    root = token_store_dir(scifact, params.encoder, work_dir())
+    root = token_store_dir(ws, params.encoder)
     flat = colbert.index
     queries = colbert.query_encoder.encode_batch(list(topics.values()))
     qids = list(topics)
@@ -86,14 +90,14 @@ def main() -> None:
             docs = np.unique(token_doc[ids[:, :k]])
             sizes.append(len(docs))
             col.append((docs, maxsim(q, [store.doc_tokens(int(d)) for d in docs])))
-            xtr.append(xtr_scores(scores[:, :k], ids[:, :k], token_doc, "min"))
+            xtr.append(xtr_imputed_scores(scores[:, :k], ids[:, :k], token_doc, "min"))
         c = evaluate(run_of(qids, store.docids, col), qrels, ["nDCG@10"])["nDCG@10"]
         x = evaluate(run_of(qids, store.docids, xtr), qrels, ["nDCG@10"])["nDCG@10"]
         print(f"| {k} | {c:.4f} | {x:.4f} | {statistics.mean(sizes):.0f} |")
 
     # 2. Index sizes.
-    flat_bytes = (root.with_name("flat.faiss")).stat().st_size
-    ivf_bytes = (root.with_name(f"ivf{MultiVectorParams().nlist}.faiss")).stat().st_size
+    flat_bytes = folder_bytes(root.with_name("flat.faiss"))
+    ivf_bytes = folder_bytes(root.with_name(f"ivf{MultiVectorParams().nlist}.faiss"))
     n = store.num_docs
     print(f"\n# index size, {n} documents, {store.num_tokens} token vectors of {store.dim} dims")
     print("| structure | bytes/document |")

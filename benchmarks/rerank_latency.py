@@ -19,11 +19,10 @@ import time
 import numpy as np
 
 import pyserini_ext  # noqa: F401  (configures Java before pyserini)
-from pyserini_ext.data import get_dataset
+from pyserini_ext.encode.base import load_card
 from pyserini_ext.eval.metrics import evaluate
-from pyserini_ext.repro.runner import work_dir
-from pyserini_ext.recipes import SEARCHERS, Bm25Params, DenseParams, dense_index_dir, dense_shards_dir
-from pyserini_ext.search.rerank import StoredVectors
+from pyserini_ext.recipes import DenseParams, build_searcher, dense_index_dir, store_dir, workspace
+from pyserini_ext.store import VectorStore
 from pyserini_ext.search.run import Hit, order_hits
 
 DEPTH = 1000
@@ -49,17 +48,17 @@ def main() -> None:
 
     from pyserini.search.faiss import FaissSearcher
 
-    scifact = get_dataset("beir/scifact")
+    ws = workspace("beir/scifact", quiet=True)
+    scifact = ws.dataset
     topics = dict(list(scifact.topics("test").items())[: args.queries])
     qrels = {q: r for q, r in scifact.qrels("test").items() if q in topics}
     qids, texts = list(topics), list(topics.values())
-    workdir = work_dir()
 
-    bm25 = SEARCHERS.get("bm25").build(scifact, Bm25Params(), workdir, True)
+    bm25 = build_searcher("bm25", {}, ws)
     params = DenseParams(encoder="all-minilm-l6-v2", index="flat")
-    ours = SEARCHERS.get("dense").build(scifact, params, workdir, True)
-    theirs = FaissSearcher(str(dense_index_dir(scifact, params, workdir)), ours.query_encoder)
-    store = StoredVectors(dense_shards_dir(scifact, params, workdir))
+    ours = build_searcher("dense", {"encoder": params.encoder, "index": params.index}, ws)
+    theirs = FaissSearcher(str(dense_index_dir(ws, params)), ours.query_encoder)
+    store = VectorStore(store_dir(ws, load_card(params.encoder)))
 
     start = time.perf_counter()
     query_vectors = ours.query_encoder.encode_batch(texts)

@@ -78,15 +78,13 @@ def main() -> None:
         return
 
     import pyserini_ext  # noqa: F401
-    from pyserini_ext.data import get_dataset
     from pyserini_ext.encode.base import load_card
-    from pyserini_ext.repro.runner import work_dir
-    from pyserini_ext.recipes import SEARCHERS as REGISTRY, DenseParams, dense_index_dir
+    from pyserini_ext.recipes import DenseParams, dense_index, workspace
 
-    scifact = get_dataset("beir/scifact")
+    ws = workspace("beir/scifact", quiet=True)
+    scifact = ws.dataset
     params = DenseParams(encoder="all-minilm-l6-v2", index="flat")
-    REGISTRY.get("dense").build(scifact, params, work_dir(), True)  # builds the index if missing
-    index_dir = dense_index_dir(scifact, params, work_dir())
+    index_dir = dense_index(ws, params)  # builds the index if missing or stale
     vectors = load_card(params.encoder).query_encoder().encode_batch(list(scifact.topics("test").values()))
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

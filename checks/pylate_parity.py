@@ -9,7 +9,7 @@ Real text: SciFact documents and test queries encoded by ``colbert-minilm-l6-v2`
   (padding never wins). The script also reports how often the two conventions differ;
 * ``XTRScores(k)`` (PyLate's XTR training score: each query token keeps its top-k tokens
   over *all* the documents' tokens, a missing token counts 0, the sum is divided by the
-  number of query tokens that retrieved something) against our :func:`xtr_scores` with
+  number of query tokens that retrieved something) against our :func:`xtr_imputed_scores` with
   ``zero`` imputation on the same global top-k, divided by the same count.
 
 PyLate is an optional extra, not a dependency. Its scoring module needs only torch and
@@ -32,7 +32,7 @@ import numpy as np
 import pyserini_ext  # noqa: F401  (configures Java before pyserini)
 from pyserini_ext.data import get_dataset
 from pyserini_ext.encode.base import load_card
-from pyserini_ext.search.multivector import maxsim, xtr_scores
+from pyserini_ext.scores import maxsim, xtr_imputed_scores
 
 ATOL = 1e-5
 
@@ -79,7 +79,7 @@ def main() -> int:
         sims = q @ tokens.T
         ids = np.argsort(-sims, axis=1, kind="stable")[:, : args.k]
         scores = np.take_along_axis(sims, ids, axis=1)
-        cand, summed = xtr_scores(scores, ids, token_doc, "zero")
+        cand, summed = xtr_imputed_scores(scores, ids, token_doc, "zero")
         # PyLate's normaliser: query tokens whose best retrieved score in the document is > 0.
         best = np.zeros((len(q), len(docs)))
         np.maximum.at(best, (np.repeat(np.arange(len(q)), args.k), token_doc[ids].ravel()),

@@ -288,12 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Verbs that may run an encoder (and so torch): the others start faster without it.
+ENCODING_VERBS = {"repro", "index", "search", "qpp", "typo", "train", "encoders"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import pyserini_ext  # noqa: F401  (configures Java before any verb imports pyserini)
 
+    if args.verb in ENCODING_VERBS:
+        from pyserini_ext.encode.runtime import set_cpu_threads
+
+        set_cpu_threads()  # every core this process may use: the caller's choice, made once here
     if getattr(args, "quiet", False):
         from transformers.utils import logging as hf_logging
 

@@ -124,9 +124,7 @@ def store_dir(ws: Workspace, card) -> Path:
 
 def encoded_store(ws: Workspace, card) -> Path:
     """The card's document store for the workspace's corpus, encoded (resumably) unless current."""
-    from pyserini_ext.index.dense import encode_corpus
-    from pyserini_ext.index.impact import encode_impact_corpus
-    from pyserini_ext.index.multivector import encode_token_corpus
+    from pyserini_ext.store import encode_corpus, encode_impact_corpus, encode_token_corpus
 
     encode = {"vectors": encode_corpus, "impacts": encode_impact_corpus, "tokens": encode_token_corpus}
     folder = store_dir(ws, card)
@@ -271,22 +269,23 @@ class RerankParams:
     encoder: str = "all-minilm-l6-v2"  # a card whose stored document representations re-score them
 
 
-def rerank_stage(card, dataset, *, work: Path | str | None = None, quiet: bool = True):
+def rerank_stage(card, dataset, *, work: Path | str | None = None, ties: TieOrder | None = None, quiet: bool = True):
     """The stage that re-scores candidates with ``card`` (a card or its name) from its stored
     document representations over ``dataset`` (encoded first if missing or stale)."""
-    ws = workspace(dataset, work, quiet=quiet)
+    ws = workspace(dataset, work, ties, quiet)
     return _rerank_stage(_load_card(card) if isinstance(card, str) else card, ws)
 
 
 def _rerank_stage(card, ws: Workspace):
-    from pyserini_ext.search.rerank import DenseRerank, ImpactRerank, StoredImpacts, StoredVectors
+    from pyserini_ext.search.rerank import DenseRerank, ImpactRerank
+    from pyserini_ext.store import ImpactStore, VectorStore
 
     root = encoded_store(ws, card)
     if card.family.store == "impacts":
         quantization = card.options.quantization
-        return ImpactRerank(StoredImpacts(root, quantization), card.query_encoder(), quantization)
+        return ImpactRerank(ImpactStore(root, quantization), card.query_encoder(), quantization, ties=ws.ties)
     if card.family.store == "vectors":
-        return DenseRerank(StoredVectors(root), card.query_encoder())
+        return DenseRerank(VectorStore(root), card.query_encoder(), ties=ws.ties)
     raise ValueError(f"re-ranking from stored {card.family.store} is not implemented (card {card.name!r}); "
                      f"use the multivector searcher")
 
@@ -320,7 +319,8 @@ def token_store_dir(ws: Workspace, encoder: str) -> Path:
 
 
 def build_multivector(params: MultiVectorParams, ws: Workspace):
-    from pyserini_ext.index.multivector import TokenStore, build_token_index, read_token_index
+    from pyserini_ext.index.multivector import build_token_index, read_token_index
+    from pyserini_ext.store import TokenStore
     from pyserini_ext.search.multivector import ColbertSearcher, IvfSearcher, XtrSearcher
 
     scorers = {"colbert": ColbertSearcher, "xtr": XtrSearcher, "ivf": IvfSearcher}

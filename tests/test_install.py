@@ -59,7 +59,7 @@ def test_the_wheel_carries_cards_specs_and_training_configs(wheel_site, tmp_path
     module, cards, specs = json.loads(out.stdout)
     assert module.startswith(str(wheel_site))  # the installed copy, not the checkout
     assert cards == sorted(p.stem for p in (ROOT / "encoders").glob("*.yaml"))
-    assert specs == sorted(p.stem for p in (ROOT / "regressions").glob("*.yaml"))
+    assert sorted(specs) == sorted(p.stem for p in (ROOT / "regressions").glob("*.yaml"))
 
 
 @pytest.mark.e2e

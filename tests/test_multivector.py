@@ -115,7 +115,9 @@ def test_token_store_round_trip_and_resume(encoders, sample, store, tmp_path):
     vectors = encoders[1].encode([d.text for d in docs], titles=[d.title for d in docs])
     assert store.docids == [d.docid for d in docs] and store.num_tokens == sum(len(v) for v in vectors)
     for i in (0, 9, 10, 23):  # across the shard boundary at 10
-        np.testing.assert_array_equal(store.doc_tokens(i), vectors[i].astype(np.float16))
+        # FP16 of the same vectors, to one FP16 step: the store was encoded in other batches, and
+        # batch padding moves FP32 results in the last bits, which can flip an FP16 rounding.
+        np.testing.assert_allclose(store.doc_tokens(i).astype(np.float32), vectors[i], rtol=2 ** -10, atol=1e-4)
     assert (store.token_doc()[store.offsets[12]:store.offsets[13]] == 12).all()
     # An interrupted encoding resumes: stop it during the third shard, then encode again.
     class Stops:

@@ -83,17 +83,18 @@ def find_spec(name_or_path: str, directory: Path | None = None) -> Spec:
 
 def commands(spec: Spec, workdir: Path | None = None) -> list[str]:
     """The CLI commands that reproduce ``spec`` step by step."""
-    p = spec.pipeline
-    work = f"--work {workdir or work_dir()}"
-    params = "".join(f" --param {shlex.quote(f'{k}={_flow(v)}')}" for k, v in p.params.items())
-    run_file = run_path(workdir or work_dir(), spec.name)
-    metrics = " ".join(f"-m {e.metric}" for e in spec.metrics)
+    p, q = spec.pipeline, shlex.quote
+    work = f"--work {q(str(workdir or work_dir()))}"
+    params = "".join(f" --param {q(f'{k}={_flow(v)}')}" for k, v in p.params.items())
+    run_file = q(str(run_path(workdir or work_dir(), spec.name)))
+    metrics = " ".join(f"-m {q(e.metric)}" for e in spec.metrics)
+    dataset = q(spec.dataset)
     return [f"pyserini-ext train {name} {work}" for name in spec.train] + [
-        f"pyserini-ext index {p.searcher} --dataset {spec.dataset}{params} {work}",
-        f"pyserini-ext search {p.searcher} --dataset {spec.dataset} --split {spec.split}{params} --hits {p.hits} "
+        f"pyserini-ext index {p.searcher} --dataset {dataset}{params} {work}",
+        f"pyserini-ext search {p.searcher} --dataset {dataset} --split {q(spec.split)}{params} --hits {p.hits} "
         f"--tie-policy {p.tie_policy} --seed {p.seed}{' --remove-query' if p.remove_query else ''} "
         f"--output {run_file} {work}",
-        f"pyserini-ext eval --dataset {spec.dataset} --split {spec.split} --run {run_file} {metrics} "
+        f"pyserini-ext eval --dataset {dataset} --split {q(spec.split)} --run {run_file} {metrics} "
         f"--relevance-level {spec.relevance_level}",
     ]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from pyserini_ext.search.run import Hit, ScoredDoc, search_complete
+from pyserini_ext.search.run import Hit, ScoredDoc, order_hits, search_complete
 from pyserini_ext.search.ties import TieOrder
 
 RRF_K = 60

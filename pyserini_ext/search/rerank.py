@@ -17,7 +17,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from pyserini_ext.search.run import Hit, order_hits
+from pyserini_ext.search.run import Hit, order_hits, search_complete
+from pyserini_ext.search.ties import TieOrder
 from pyserini_ext.store.readers import ImpactStore, VectorStore
 
 Run = dict[str, list[Hit]]
@@ -54,15 +55,14 @@ class Sequential(Stage):
 
 
 class Retrieve(Stage):
-    """First stage: ``depth`` hits per query from any searcher with ``batch_search``."""
+    """First stage: ``depth`` hits per query from any searcher with ``batch_search``; a tie
+    group at the ``depth`` cut is cut in ``ties``' order, not the searcher's."""
 
-    def __init__(self, searcher, depth: int = 1000, threads: int = 1, tie_policy: str = "docid", seed: int = 0):
-        self.searcher, self.depth, self.threads, self.tie_policy, self.seed = searcher, depth, threads, tie_policy, seed
+    def __init__(self, searcher, depth: int = 1000, threads: int = 1, ties: TieOrder = TieOrder()):
+        self.searcher, self.depth, self.threads, self.ties = searcher, depth, threads, ties
 
     def transform(self, topics, run=None):
-        qids = list(topics)
-        results = self.searcher.batch_search([topics[q] for q in qids], qids, self.depth, self.threads)
-        return {q: order_hits(results.get(q, []), self.tie_policy, self.seed, q) for q in qids}
+        return search_complete(self.searcher, topics, self.depth, self.ties, self.threads)
 
     def __repr__(self) -> str:
         return f"Retrieve({type(self.searcher).__name__}, depth={self.depth})"
@@ -80,10 +80,8 @@ class Rerank(Stage):
     result keeps the total order (score, then tie policy).
     """
 
-    def __init__(self, store, encode_queries: Callable[[list[str]], Any], name: str,
-                 tie_policy: str = "docid", seed: int = 0):
-        self.store, self.encode_queries, self.name = store, encode_queries, name
-        self.tie_policy, self.seed = tie_policy, seed
+    def __init__(self, store, encode_queries: Callable[[list[str]], Any], name: str, ties: TieOrder = TieOrder()):
+        self.store, self.encode_queries, self.name, self.ties = store, encode_queries, name, ties
 
     def transform(self, topics, run):
         qids = [q for q in topics if q in run]
@@ -91,7 +89,8 @@ class Rerank(Stage):
         out = {}
         for i, qid in enumerate(qids):
             scores, docids = self.store.score(queries[i], [h.docid for h in run[qid]])
-            out[qid] = order_hits([Hit(d, float(s)) for d, s in zip(docids, scores)], self.tie_policy, self.seed, qid)
+            out[qid] = order_hits([Hit(d, float(s)) for d, s in zip(docids, scores)], self.ties.policy, self.ties.seed,
+                                  qid)
         return out
 
     def __repr__(self) -> str:

@@ -9,7 +9,6 @@ trec_eval evaluates exactly that order.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
@@ -61,14 +60,14 @@ def write_trec_run(run: Run, path: Path | str, tag: str = "pyserini_ext") -> Pat
     the list order. The file is written to a temporary name and renamed, so an
     interrupted write never leaves a truncated run behind.
     """
+    from pyserini_ext.store.atomic import open_atomic
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with open_atomic(path) as f:
         for qid, hits in run.items():
             for rank, (hit, score) in enumerate(zip(hits, strictly_decreasing([h.score for h in hits])), start=1):
                 f.write(f"{qid} Q0 {hit.docid} {rank} {float(score)!r} {tag}\n")
-    os.replace(tmp, path)
     return path
 
 

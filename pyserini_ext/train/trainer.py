@@ -36,9 +36,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,13 +46,15 @@ import numpy as np
 import torch
 
 from pyserini_ext.config import read_yaml_mapping
-from pyserini_ext.paths import trained_model_dir, work_dir
+from pyserini_ext.paths import safe_name, trained_model_dir, work_dir
+from pyserini_ext.resources import find_resource, resource_dir, resource_names
+from pyserini_ext.store.atomic import building, open_atomic
 from pyserini_ext.train import losses
 from pyserini_ext.train.data import Negatives
 
 log = logging.getLogger(__name__)
 
-TRAINING_DIR = Path(__file__).resolve().parents[2] / "training"
+TRAINING_DIR = resource_dir("training")
 
 # How each loss consumes scores: "list" losses see each query's own candidates (B x n) and
 # the cached teacher scores; "matrix" losses see every document of the batch (B x B*n).
@@ -113,10 +113,11 @@ def load_config(name_or_path: str | Path) -> TrainConfig:
     """``training/NAME.yaml`` by name, or a path; every problem names the file and the key."""
     path = Path(name_or_path)
     if path.suffix != ".yaml":
-        path = TRAINING_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            known = ", ".join(sorted(p.stem for p in TRAINING_DIR.glob("*.yaml")))
-            raise FileNotFoundError(f"no training config {name_or_path!r} in {TRAINING_DIR}; known: {known}")
+        found = find_resource("training", safe_name(str(name_or_path), "training config"))
+        if found is None:
+            known = ", ".join(resource_names("training"))
+            raise FileNotFoundError(f"no training config {name_or_path!r}; known: {known}")
+        path = found
     return parse_config(read_yaml_mapping(path, ConfigError), path.stem, str(path))
 
 
@@ -289,9 +290,8 @@ class Trainer:
         state = {"step": self.step, "history": self.history, "model": self.model.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                  "rng": rng_state(), "config": dataclasses.asdict(self.config)}
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        with open_atomic(self.checkpoint_path, "wb") as f:
+            torch.save(state, f)
 
     def load_checkpoint(self) -> None:
         """Continue from the checkpoint, when there is one."""
@@ -378,17 +378,12 @@ class Trainer:
         return self.output
 
     def finish(self, seconds: float) -> None:
-        """Write the model atomically (a temporary folder renamed into place)."""
-        tmp = self.output.with_name(self.output.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.model.save(tmp)
+        """Write the model atomically (a partial folder renamed into place)."""
         summary = {"config": dataclasses.asdict(self.config), "steps": self.steps, "lists": len(self.examples),
                    "losses": self.history, "seconds_this_session": round(seconds, 1), "torch": torch.__version__}
-        (tmp / "training.json").write_text(json.dumps(summary, indent=1))
-        if self.output.exists():
-            shutil.rmtree(self.output)
-        os.replace(tmp, self.output)
+        with building(self.output) as partial:
+            self.model.save(partial)
+            (partial / "training.json").write_text(json.dumps(summary, indent=1))
         log.info("%s: trained in %d steps -> %s", self.config.name, self.steps, self.output)
 
 
