@@ -72,6 +72,24 @@ class DenseSearcher:
         self.tie_policy, self.seed, self.score_precision = check_policy(tie_policy), seed, score_precision
         self.dimension, self.num_docs = self.index.d, self.index.ntotal
 
+    @classmethod
+    def from_card(cls, card, dataset_or_index, *, index: str = "flat", work=None, ties=None, **params) -> "DenseSearcher":
+        """A searcher for encoder ``card`` (a card or a card name) over ``dataset_or_index``: a
+        Pyserini FAISS index folder (``index`` + ``docid``), opened as it is, or a dataset (any
+        name, folder, card or ``irds:ID``), whose index is built under the work folder when
+        missing or stale. ``params``: the ``dense`` recipe's other parameters (``score_precision``,
+        ``ef_search``, ...)."""
+        name = card if isinstance(card, str) else card.name
+        folder = Path(dataset_or_index) if isinstance(dataset_or_index, (str, Path)) else None
+        if folder is not None and (folder / "index").is_file() and (folder / "docid").is_file():
+            from pyserini_ext.encode.base import load_card
+
+            tie = {"tie_policy": ties.policy, "seed": ties.seed} if ties is not None else {}
+            return cls(folder, (load_card(card) if isinstance(card, str) else card).query_encoder(), **tie)
+        from pyserini_ext.recipes import open_searcher
+
+        return open_searcher("dense", dataset_or_index, work=work, ties=ties, encoder=name, index=index, **params)
+
     def set_hnsw_ef_search(self, ef_search: int) -> None:
         faiss.downcast_index(self.index).hnsw.efSearch = ef_search
 
