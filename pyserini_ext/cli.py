@@ -140,10 +140,8 @@ def cmd_encoders(args) -> int:
     if args.action == "export":
         if not args.card:
             raise SystemExit("encoders export: give a card name")
-        card = load_card(args.card)
-        overrides = {"backend": "onnx", **({"precision": args.precision} if args.precision else {})}
-        for side, build in (("query", card.query_encoder), ("document", card.document_encoder)):
-            print(f"{side}\t{build(**overrides).net.graph.path}")  # every family keeps its graph at .net.graph
+        for side, path in load_card(args.card).export_onnx(args.precision).items():
+            print(f"{side}\t{path}")
         return 0
     for name in card_names():
         card = load_card(name)

@@ -125,6 +125,13 @@ class EncoderCard:
     def document_encoder(self, **overrides):
         return self.family.document_encoder(self.model.resolve(), dataclasses.replace(self.options, **overrides))
 
+    def export_onnx(self, precision: str | None = None) -> dict[str, Path]:
+        """Both sides' ONNX graphs (exported once, then cached): ``{"query": path, "document": path}``."""
+        overrides = {"backend": "onnx", **({"precision": precision} if precision else {})}
+        # every family keeps its runtime graph at encoder.net.graph
+        return {side: build(**overrides).net.graph.path
+                for side, build in (("query", self.query_encoder), ("document", self.document_encoder))}
+
 
 def card_dirs() -> list[Path]:
     extra = [Path(p) for p in os.environ.get(CARDS_ENV, "").split(os.pathsep) if p]
