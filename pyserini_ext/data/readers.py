@@ -97,17 +97,23 @@ def read_tsv_collection(path: Path | str) -> Iterator[Document]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.name.removesuffix(".gz").endswith(".tsv"))
     for file in files:
-        with open_text(file) as f:
-            for lineno, line in enumerate(f, start=1):
-                line = line.rstrip("\r\n")
-                if not line.strip():
-                    continue
-                docid, tab, text = line.partition("\t")
-                if not tab:
-                    raise DataFormatError(file, lineno, "<row>", "expected 'docid<TAB>text'")
-                if not docid.strip():
-                    raise DataFormatError(file, lineno, "docid", "empty")
-                yield Document(docid.strip(), "", text)
+        for docid, text in _key_tab_text(file, "docid"):
+            yield Document(docid, "", text)
+
+
+def _key_tab_text(path: Path, key: str) -> Iterator[tuple[str, str]]:
+    """``(key, text)`` from the ``key<TAB>text`` lines of ``path``; blank lines are skipped."""
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            value, tab, text = line.partition("\t")
+            if not tab:
+                raise DataFormatError(path, lineno, "<row>", f"expected '{key}<TAB>text'")
+            if not value.strip():
+                raise DataFormatError(path, lineno, key, "empty")
+            yield value.strip(), text
 
 
 CORPUS_LAYOUTS = ("beir", "jsonl", "tsv")
@@ -179,20 +185,7 @@ def _grade(path: Path, lineno: int, value: str) -> int:
 
 def read_tsv_topics(path: Path | str) -> Topics:
     """Topics as ``qid<TAB>text`` lines (Anserini's TsvString/TsvInt readers)."""
-    path = Path(path)
-    topics: Topics = {}
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            qid, tab, text = line.partition("\t")
-            if not tab:
-                raise DataFormatError(path, lineno, "<row>", "expected 'qid<TAB>text'")
-            if not qid.strip():
-                raise DataFormatError(path, lineno, "qid", "empty")
-            topics[qid.strip()] = text.strip()
-    return topics
+    return {qid: text.strip() for qid, text in _key_tab_text(Path(path), "qid")}
 
 
 _SGML_TOPIC = re.compile(r"<(top|DOC)>(.*?)</\1>", re.DOTALL | re.IGNORECASE)
