@@ -186,12 +186,14 @@ def cmd_train(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pyserini_ext.data.datasets import compact_names, dataset_names
     from pyserini_ext.recipes import SEARCHERS
     from pyserini_ext.search.fusion import FUSION_METHODS
     from pyserini_ext.search.ties import TIE_POLICIES
 
-    dataset_help = ("a dataset: a registered name (`pyserini-ext datasets` lists them, e.g. beir/scifact, "
-                    "msmarco-v1-passage), a folder in BEIR or Pyserini layout, a dataset card (.yaml), or irds:ID")
+    dataset_help = (f"a dataset: a registered name ({compact_names(dataset_names())}; `pyserini-ext datasets list` "
+                    f"says where each lives), a Pyserini topic-set name (e.g. dl19-passage), a folder in BEIR or "
+                    f"Pyserini layout, a dataset card (.yaml), or irds:ID")
     parser = argparse.ArgumentParser(prog="pyserini-ext", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="verb", required=True)
@@ -232,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
 
     p = sub.add_parser("datasets", help="list the registered datasets (name, layout, splits, where)")
+    p.add_argument("action", nargs="?", choices=["list"], default="list")
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("eval", help="evaluate a TREC run")

@@ -132,3 +132,25 @@ def test_appended_document_rebuilds_the_index(tmp_path):
     assert all("new-doc" in {h.docid for h in hits} for hits in run.values())  # it holds every query's words
     qrels = resolve_dataset(str(folder)).qrels("test")
     assert evaluate(run, qrels, ["nDCG@10"])["nDCG@10"] >= 0
+
+
+def test_remove_query_warns_with_the_count_of_judged_documents_it_drops(tmp_path, caplog):
+    """CISI-like data: two queries judge their own id relevant; remove_query must say it drops them."""
+    from pyserini_ext.repro.runner import spec_run
+    from pyserini_ext.repro.spec import parse_spec
+
+    folder = tmp_path / "self-judged"
+    (folder / "qrels").mkdir(parents=True)
+    docs = {"a": "lion tiger", "b": "lion zebra", "c": "tiger zebra", "d": "cat dog"}
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n"
+                                                 for k, v in docs.items()))
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n"
+                                                  for q, t in (("a", "lion"), ("b", "zebra"), ("q3", "cat"))))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\na\ta\t1\na\tb\t1\nb\tb\t2\nq3\td\t1\n")
+    spec = tmp_path / "self.yaml"
+    spec.write_text(f"dataset: {folder}\nsplit: test\npipeline: {{searcher: bm25, hits: 10, remove_query: true}}\n"
+                    f"metrics: {{nDCG@10: {{expected: 1, tolerance: 1, source: test}}}}\n")
+    with caplog.at_level("WARNING"):
+        run = spec_run(parse_spec(spec), tmp_path / "work", quiet=True)
+    assert "remove_query drops 2 judged-relevant document(s)" in caplog.text
+    assert "a" not in {h.docid for h in run["a"]} and "b" not in {h.docid for h in run["b"]}

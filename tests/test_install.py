@@ -111,7 +111,7 @@ def test_an_out_of_tree_plugin_adds_a_dataset_a_family_a_card_and_a_spec(tmp_pat
     pip_install(PLUGIN, site, tmp_path)
     work = tmp_path / "work"
 
-    out = run_outside(["-m", "pyserini_ext", "datasets"], tmp_path, site)
+    out = run_outside(["-m", "pyserini_ext", "datasets", "list"], tmp_path, site)
     assert out.returncode == 0, out.stderr
     assert any(line.startswith("px/tiny ") for line in out.stdout.splitlines())
     out = run_outside(["-m", "pyserini_ext", "encoders", "families"], tmp_path, site)

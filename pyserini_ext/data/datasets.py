@@ -87,7 +87,7 @@ def resolve_topic_set(name: str) -> tuple[Dataset, str]:
     if owners:
         claims = ", ".join(f"{d.name}:{s}" for d, s in owners)
         raise UnknownNameError(f"topic set {name!r} is ambiguous: claimed by {claims}")
-    raise UnknownNameError(f"unknown topic set {name!r}; known: {_compact(topic_set_names())}")
+    raise UnknownNameError(f"unknown topic set {name!r}; known: {compact_names(topic_set_names())}")
 
 
 def resolve_dataset(name_or_path: str | Path) -> Dataset:
@@ -135,7 +135,7 @@ def _plain_relative(name: str) -> bool:
     return not path.is_absolute() and ".." not in path.parts and not name.startswith("~")
 
 
-def _compact(names: list[str]) -> str:
+def compact_names(names: list[str]) -> str:
     """``a/b/x, a/b/y, ...`` -> ``a/b/{x,y}`` for names three levels deep (the CQADupStack forums)."""
     out: list[str] = []
     groups: dict[str, list[str]] = {}
@@ -159,5 +159,5 @@ def _forms() -> str:
 
 
 def _unknown(name: str) -> str:
-    return f"unknown dataset {name!r}; registered: {_compact(dataset_names())}; " + _forms()
+    return f"unknown dataset {name!r}; registered: {compact_names(dataset_names())}; " + _forms()
 
