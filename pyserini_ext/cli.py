@@ -315,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
+    except BrokenPipeError:  # `pyserini-ext repro list | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (KeyError, FileNotFoundError, ValueError) as err:
         # KeyError's str() quotes its message; an unknown name or parameter reads better without.
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
