@@ -107,10 +107,9 @@ def card_identity(card) -> str:
 
 
 def _load_card(name: str):
-    from pyserini_ext.encode.base import load_card
-    from pyserini_ext.paths import safe_name
+    from pyserini_ext.encode.base import load_card  # imports torch: only when a recipe needs a card
 
-    return load_card(safe_name(name, "encoder card"))
+    return load_card(name)
 
 
 # --- Stores: what a card's documents become ----------------------------------------------

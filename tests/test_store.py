@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pyserini_ext.data.readers import Document, read_beir_corpus
+from pyserini_ext.data.readers import read_beir_corpus
 from pyserini_ext.store import (
     MANIFEST,
     ManifestError,

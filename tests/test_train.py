@@ -42,9 +42,9 @@ def test_config_errors_name_the_file_and_key(raw, message):
 
 def test_every_shipped_config_parses():
     from pyserini_ext.encode.base import load_card
-    from pyserini_ext.train.trainer import TRAINING_DIR
+    from pyserini_ext.resources import resource_dir
 
-    for path in sorted(TRAINING_DIR.glob("*.yaml")):
+    for path in sorted(resource_dir("training").glob("*.yaml")):
         config = load_config(path)
         for card in (config.student, config.init, config.teacher, config.output_card):
             if card:

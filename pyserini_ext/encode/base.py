@@ -23,15 +23,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from pyserini_ext.resources import resource_dir, resource_dirs
 from pyserini_ext.config import read_yaml_mapping
+from pyserini_ext.paths import safe_name
 from pyserini_ext.registry import Registry, UnknownNameError
+from pyserini_ext.resources import resource_dirs
 
 log = logging.getLogger(__name__)
 
 CARDS_ENV = "PYSERINI_EXT_CARDS"  # extra folders of cards, os.pathsep-separated
 MODELS_ENV = "PYSERINI_EXT_MODELS"  # a folder of local checkpoints that cards name as ${PYSERINI_EXT_MODELS}/...
-BUILTIN_CARDS = resource_dir("encoders")
 
 
 class CardError(ValueError):
@@ -146,6 +146,7 @@ def _card_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.suffix == ".yaml":
         return path
+    safe_name(str(name_or_path), "encoder card")  # a name, never a way out of the card folders
     found = [d / f"{name_or_path}.yaml" for d in card_dirs() if (d / f"{name_or_path}.yaml").is_file()]
     if not found:
         raise UnknownNameError(f"unknown encoder {name_or_path!r}; registered: {', '.join(card_names()) or '(none)'}")

@@ -183,6 +183,7 @@ def qpp_study(dataset, split: str, references: list[str], metric: str = "nDCG@10
     Returns a one-line description and :func:`correlation_table`'s rows. The Lucene
     statistics come from the dataset's BM25 index (built in the work folder if missing).
     """
+    from pyserini_ext.data import resolve_dataset
     from pyserini_ext.encode.base import load_card
     from pyserini_ext.eval.metrics import evaluate
     from pyserini_ext.recipes import bm25_index, workspace
@@ -193,7 +194,7 @@ def qpp_study(dataset, split: str, references: list[str], metric: str = "nDCG@10
     effectiveness = {}
     for name in references:
         spec = find_spec(name)
-        if (resolve_name(spec.dataset), spec.split) != (ws.dataset.name, split):
+        if (resolve_dataset(spec.dataset).name, spec.split) != (ws.dataset.name, split):
             raise ValueError(f"reference spec {name!r} runs on {spec.dataset} {spec.split}, not {ws.dataset.name} {split}")
         run = spec_run(spec, ws.workdir, quiet)
         effectiveness[spec.name] = evaluate(run, qrels, [metric], spec.relevance_level, per_query=True)[metric]
@@ -203,9 +204,3 @@ def qpp_study(dataset, split: str, references: list[str], metric: str = "nDCG@10
     header = (f"{ws.dataset.name} {split}: correlation of each predictor with per-query {metric} "
               f"({len(qrels)} judged queries); n/a = constant predictor")
     return header, correlation_table(predictors, effectiveness)
-
-
-def resolve_name(dataset: str) -> str:
-    from pyserini_ext.data import resolve_dataset
-
-    return resolve_dataset(dataset).name

@@ -47,14 +47,12 @@ import torch
 
 from pyserini_ext.config import read_yaml_mapping
 from pyserini_ext.paths import safe_name, trained_model_dir, work_dir
-from pyserini_ext.resources import find_resource, resource_dir, resource_names
+from pyserini_ext.resources import find_resource, resource_names
 from pyserini_ext.store.atomic import building, open_atomic
 from pyserini_ext.train import losses
 from pyserini_ext.train.data import Negatives
 
 log = logging.getLogger(__name__)
-
-TRAINING_DIR = resource_dir("training")
 
 # How each loss consumes scores: "list" losses see each query's own candidates (B x n) and
 # the cached teacher scores; "matrix" losses see every document of the batch (B x B*n).
