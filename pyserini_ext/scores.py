@@ -181,22 +181,31 @@ def gaussian_kl(mu_q, s2_q, mu_d, s2_d):
     return 0.5 * (log_ratio + quadratic - 1.0).sum(-1)
 
 
-def gaussian_kl_query_vectors(mu: np.ndarray, s2: np.ndarray) -> np.ndarray:
+def gaussian_kl_query_vectors(mu: np.ndarray, s2: np.ndarray, scoring: str = "kl") -> np.ndarray:
     """``[1, s2_Q, mu_Q^2, mu_Q]`` per row (not negated): with
     :func:`gaussian_kl_document_vectors`, dropping the terms that do not depend on the document,
 
         2 KL(Q || D) + sum log s2_Q + k = sum log s2_D + sum s2_Q / s2_D + sum mu_Q^2 / s2_D
                                           - 2 sum mu_Q mu_D / s2_D + sum mu_D^2 / s2_D
 
-    is the dot product of the two vectors, both ``3k + 1`` long."""
-    return np.hstack([np.ones((len(mu), 1), mu.dtype), s2, mu * mu, mu])
+    is the dot product of the two vectors, both ``3k + 1`` long.
+
+    ``scoring="original"`` is the first MRL derivation's erroneous form, which replaced the
+    trace term ``sum s2_Q / s2_D`` by one ratio of products ``prod s2_Q / prod s2_D``: the
+    query vector ``[1, prod s2_Q, mu_Q^2, mu_Q]`` (``2k + 2`` long)."""
+    ones = np.ones((len(mu), 1), mu.dtype)
+    if scoring == "original":
+        return np.hstack([ones, np.prod(s2, axis=1, keepdims=True), mu * mu, mu])
+    return np.hstack([ones, s2, mu * mu, mu])
 
 
 def gaussian_kl_document_vectors(mu: np.ndarray, s2: np.ndarray, scoring: str = "kl") -> np.ndarray:
     """``[gamma_D, 1/s2_D, 1/s2_D, -2 mu_D / s2_D]`` per row, ``gamma_D = sum (log s2_D +
-    mu_D^2 / s2_D)``; ``"original"`` puts ``s2_D`` in the trace slot (the first MRL
-    derivation's error, kept for the ablation)."""
+    mu_D^2 / s2_D)``. ``"original"`` (the erroneous form, see
+    :func:`gaussian_kl_query_vectors`): ``[gamma_D, 1 / prod s2_D, 1/s2_D, -2 mu_D / s2_D]``,
+    whose dot product with the original query vector is ``gamma_D + prod s2_Q / prod s2_D +
+    sum mu_Q^2 / s2_D - 2 sum mu_Q mu_D / s2_D``."""
     inverse = 1.0 / s2
     gamma = (np.log(s2) + mu * mu * inverse).sum(axis=1, keepdims=True)
-    trace = s2 if scoring == "original" else inverse
+    trace = 1.0 / np.prod(s2, axis=1, keepdims=True) if scoring == "original" else inverse
     return np.hstack([gamma, trace, inverse, -2.0 * mu * inverse])

@@ -31,13 +31,31 @@ def test_dot_product_is_twice_kl_plus_a_query_constant():
         assert (np.argsort(row_dots, kind="stable") == np.argsort(row_kl, kind="stable")).all()
 
 
-def test_original_trace_term_ranks_differently():
+def test_original_erroneous_vectors_by_hand():
+    # k = 2: mu_Q = [1, 2], s2_Q = [0.5, 2]; mu_D = [0, 1], s2_D = [1, 4].
+    # The erroneous form replaces the trace term sum s2_Q / s2_D by prod s2_Q / prod s2_D:
+    # query [1, prod s2_Q, mu_Q^2, mu_Q] = [1, 1, 1, 4, 1, 2]
+    # document [gamma_D, 1 / prod s2_D, 1 / s2_D, -2 mu_D / s2_D] = [log 4 + 1/4, 1/4, 1, 1/4, 0, -1/2]
+    mu_q, s2_q = np.array([[1.0, 2.0]]), np.array([[0.5, 2.0]])
+    mu_d, s2_d = np.array([[0.0, 1.0]]), np.array([[1.0, 4.0]])
+    q = gaussian_kl_query_vectors(mu_q, s2_q, "original")
+    d = gaussian_kl_document_vectors(mu_d, s2_d, "original")
+    np.testing.assert_array_equal(q, [[1.0, 1.0, 1.0, 4.0, 1.0, 2.0]])
+    np.testing.assert_allclose(d, [[np.log(4.0) + 0.25, 0.25, 1.0, 0.25, 0.0, -0.5]], rtol=1e-15)
+    # gamma_D + prod-ratio 1/4 + sum mu_Q^2 / s2_D (1 + 1) - 2 sum mu_Q mu_D / s2_D (1)
+    assert (q @ d.T)[0, 0] == pytest.approx(np.log(4.0) + 0.25 + 0.25 + 2.0 - 1.0, rel=1e-15)
+    # the correct form differs only in the trace slot: sum s2_Q / s2_D = 0.5 + 0.5
+    correct = gaussian_kl_query_vectors(mu_q, s2_q) @ gaussian_kl_document_vectors(mu_d, s2_d).T
+    assert correct[0, 0] == pytest.approx(np.log(4.0) + 0.25 + 1.0 + 2.0 - 1.0, rel=1e-15)
+
+
+def test_original_erroneous_form_ranks_differently():
     rng = np.random.default_rng(1)
     mu_q, s2_q = gaussians(rng, 5, 16)
     mu_d, s2_d = gaussians(rng, 200, 16)
     kl_order = np.argsort(gaussian_kl(mu_q, s2_q, mu_d, s2_d), axis=1)
-    original_dots = gaussian_kl_query_vectors(mu_q, s2_q) @ gaussian_kl_document_vectors(mu_d, s2_d, "original").T
-    original = np.argsort(original_dots, axis=1)
+    original_dots = gaussian_kl_query_vectors(mu_q, s2_q, "original") @ gaussian_kl_document_vectors(mu_d, s2_d, "original").T
+    original = np.argsort(-original_dots, axis=1)
     assert (kl_order != original).any(axis=1).all()  # every query's ranking changes
 
 
@@ -59,6 +77,29 @@ def test_encoders_on_a_real_checkpoint(minilm_path, variance):
     np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-3)
     # the added [VAR] embedding is deterministic: a second load gives the same vectors
     np.testing.assert_array_equal(MrlQueryEncoder(minilm_path, options).encode_batch(queries), q)
+
+
+def test_ablation_scorings_on_a_real_checkpoint(minilm_path):
+    queries, docs = ["what causes fever"], ["Fever is caused by infection.", "Graphene."]
+    base = MrlOptions(dim=8)
+    mu_q, s2_q = MrlQueryEncoder(minilm_path, base).gaussians(queries)
+    mu_d, s2_d = MrlDocumentEncoder(minilm_path, base).gaussians(docs)
+    mean = MrlOptions(dim=8, scoring="mean")
+    np.testing.assert_array_equal(MrlQueryEncoder(minilm_path, mean).encode_batch(queries), mu_q.astype(np.float32))
+    np.testing.assert_array_equal(MrlDocumentEncoder(minilm_path, mean).encode(docs), mu_d.astype(np.float32))
+    original = MrlOptions(dim=8, scoring="original")
+    q = MrlQueryEncoder(minilm_path, original).encode_batch(queries)
+    d = MrlDocumentEncoder(minilm_path, original).encode(docs)
+    assert q.shape == (1, 2 * 8 + 2) and d.shape == (2, 2 * 8 + 2)
+    np.testing.assert_array_equal(q, (-gaussian_kl_query_vectors(mu_q, s2_q, "original")).astype(np.float32))
+
+
+def test_overflowing_erroneous_vectors_are_refused():
+    from pyserini_ext.encode.mrl import document_vectors
+
+    mu, s2 = np.zeros((2, 128)), np.full((2, 128), 0.25)  # prod s2 = 4^-128: 1 / prod leaves float32
+    with pytest.raises(ValueError, match="overflow float32 in 2 of 2 texts"):
+        document_vectors(mu, s2, "original")
 
 
 def test_bad_options_are_refused():

@@ -16,9 +16,11 @@ which is the dot product of ``[1, s2_Q, mu_Q^2, mu_Q]`` (query) and
 mu_D^2 / s2_D)``, both ``3k + 1`` long. The query encoder returns the query vector
 negated, so a maximum-inner-product index (FAISS flat IP) ranks by -KL directly.
 
-``scoring="original"`` is the ablation of the first derivation, which put the product
-of the variances in the trace term (document slot ``s2_D`` instead of ``1 / s2_D``);
-a reproducibility study found and corrected that error.
+Two ablations of the reproducibility study's Table 3 are scorings of the same Gaussians:
+``scoring="original"`` is the first derivation's erroneous form, which replaced the trace
+term ``sum s2_Q / s2_D`` by ``prod s2_Q / prod s2_D`` (vectors ``2k + 2`` long; the study
+found and corrected the error), and ``scoring="mean"`` drops the variances and ranks by the
+dot product of the means (vectors ``k`` long).
 
 The KL and its dot-product form are :func:`pyserini_ext.scores.gaussian_kl`,
 :func:`~pyserini_ext.scores.gaussian_kl_query_vectors` and
@@ -44,7 +46,7 @@ from pyserini_ext.encode.runtime import Inputs, RuntimeOptions, build_graph, exa
 from pyserini_ext.train.models import Trainable, as_tensors, single_scorer
 
 VARIANCES = ("softplus", "logvar")
-SCORINGS = ("kl", "original")
+SCORINGS = ("kl", "original", "mean")
 HEADS_FILE = "mrl_heads.pt"  # trained heads saved beside a checkpoint: {"mean.weight", "mean.bias", "var.weight", "var.bias"}
 
 
@@ -54,7 +56,7 @@ class MrlOptions(RuntimeOptions):
     variance: str = "softplus"  # softplus | logvar
     beta: float = 1.0  # softplus sharpness (softplus only)
     var_token: str = "[VAR]"
-    scoring: str = "kl"  # kl | original (the erroneous trace term, for the ablation)
+    scoring: str = "kl"  # kl | original (the erroneous trace term) | mean (means only): the ablations
     max_query_length: int = 256
     max_doc_length: int = 256
 
@@ -134,8 +136,34 @@ class MrlModel:
         return out[:, :o.dim], out[:, o.dim:]
 
 
+def query_vectors(mu: np.ndarray, s2: np.ndarray, scoring: str) -> np.ndarray:
+    """What a maximum-inner-product index needs on the query side: ``-`` the KL query vector
+    (so the inner product is ``-2 KL + const``), or the mean alone for ``scoring="mean"``."""
+    vectors = mu if scoring == "mean" else -scores.gaussian_kl_query_vectors(mu, s2, scoring)
+    return finite_float32(vectors, "query", scoring)
+
+
+def document_vectors(mu: np.ndarray, s2: np.ndarray, scoring: str) -> np.ndarray:
+    vectors = mu if scoring == "mean" else scores.gaussian_kl_document_vectors(mu, s2, scoring)
+    return finite_float32(vectors, "document", scoring)
+
+
+def finite_float32(vectors: np.ndarray, side: str, scoring: str) -> np.ndarray:
+    """The vectors in float32, refusing overflow: the erroneous form's product of k variances
+    leaves float32's range when the variances stray far from 1, and an inf would silently
+    turn every score of that text into inf or NaN."""
+    with np.errstate(over="ignore"):
+        out = vectors.astype(np.float32)
+    if not np.isfinite(out).all():
+        rows = np.flatnonzero(~np.isfinite(out).all(axis=1))
+        raise ValueError(f"MRL {side} vectors (scoring {scoring!r}) overflow float32 in {len(rows)} of "
+                         f"{len(out)} texts (first: row {rows[0]})")
+    return out
+
+
 class MrlQueryEncoder(QueryEncoder):
-    """Query vectors ``-[1, s2, mu^2, mu]``: their inner product with document vectors is -2 KL + const."""
+    """Query vectors ``-[1, s2, mu^2, mu]``: their inner product with document vectors is -2 KL + const
+    (or the ablations' vectors, see :func:`query_vectors`)."""
 
     def __init__(self, model: str, options: MrlOptions = MrlOptions()):
         super().__init__()
@@ -150,7 +178,7 @@ class MrlQueryEncoder(QueryEncoder):
         return self.encode_batch([query])[0]
 
     def encode_batch(self, queries: list[str]) -> np.ndarray:
-        return (-scores.gaussian_kl_query_vectors(*self.gaussians(queries))).astype(np.float32)
+        return query_vectors(*self.gaussians(queries), self.options.scoring)
 
 
 class MrlDocumentEncoder(DocumentEncoder):
@@ -164,8 +192,7 @@ class MrlDocumentEncoder(DocumentEncoder):
         return self.net.gaussians(texts, self.options.max_doc_length)
 
     def encode(self, texts: list[str], titles: list[str] | None = None, **kwargs) -> np.ndarray:
-        return scores.gaussian_kl_document_vectors(*self.gaussians(texts, titles),
-                                                   self.options.scoring).astype(np.float32)
+        return document_vectors(*self.gaussians(texts, titles), self.options.scoring)
 
 
 class MrlTrainable(Trainable):
