@@ -144,3 +144,22 @@ def test_softmax_ce_tends_to_an_eighth_of_margin_mse():
         errors.append((tau ** 2 * grad_ce - grad_mm / 8).abs().max().item() / (grad_mm / 8).abs().max().item())
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 1e-5
+
+
+@pytest.mark.parametrize("tau", [0.5, 1.0, 3.0])
+def test_two_candidate_softmax_losses_are_binary_losses_of_the_margin(tau):
+    """The identity behind the proposition, exactly (not only its tau^2 limit): with two candidates
+    the listwise losses depend on the scores only through the margins. With
+    p = sigmoid((t1 - t2) / tau) and q = sigmoid((s1 - s2) / tau), softmax CE is the binary cross
+    entropy -p log q - (1 - p) log(1 - q), and the listwise KL is the Bernoulli KL(p || q)."""
+    teacher = t([[2.0, -1.0], [0.3, 0.3], [-4.0, 1.5]])
+    student = t([[0.5, 1.5], [2.0, -2.0], [1.0, 0.75]])
+    p = torch.sigmoid((teacher[:, 0] - teacher[:, 1]) / tau)
+    q = torch.sigmoid((student[:, 0] - student[:, 1]) / tau)
+    bce = -(p * torch.log(q) + (1 - p) * torch.log(1 - q))
+    kl = p * torch.log(p / q) + (1 - p) * torch.log((1 - p) / (1 - q))
+    assert L.softmax_ce(student, teacher, tau=tau).item() == pytest.approx(bce.mean().item(), rel=1e-12)
+    assert L.listwise_kl(student, teacher, tau=tau).item() == pytest.approx(kl.mean().item(), rel=1e-12)
+    # shifting one list's scores changes nothing: only the margin counts
+    shifted = student + t([[7.0], [-3.0], [0.25]])
+    assert L.softmax_ce(shifted, teacher, tau=tau).item() == pytest.approx(bce.mean().item(), rel=1e-12)
