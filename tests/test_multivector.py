@@ -91,6 +91,29 @@ def test_query_and_document_conventions(minilm_path):
         token.marker_ids("[Q]")
 
 
+def test_prompts_follow_cls_and_marker_on_both_sides_and_in_training(minilm_path):
+    """The prompt card: "search_query: " / "search_document: " tokenised with the text, right after
+    [CLS] (no marker in this card), the same ids in the trainable view as in the encoders."""
+    from pyserini_ext.encode.base import load_card
+    from pyserini_ext.train.models import trainable
+
+    card = load_card("colbert-minilm-l6-v2-prompts")
+    assert (card.options.query_prompt, card.options.doc_prompt) == ("search_query: ", "search_document: ")
+    query_net = ColbertQueryEncoder(minilm_path, card.options).net
+    doc_net = ColbertDocumentEncoder(minilm_path, card.options).net
+    t = query_net.tokenizer
+    query, doc = "heat flow", "Heat flows."
+    q = query_net.token_ids([query], card.options.query_marker, card.options.query_prompt, 32, augment=True)["input_ids"][0]
+    d = doc_net.token_ids([doc], card.options.doc_marker, card.options.doc_prompt, 256, augment=False)["input_ids"][0]
+    q_body = t.convert_tokens_to_ids(["search", "_", "query", ":", "heat", "flow"])
+    d_body = t.convert_tokens_to_ids(["search", "_", "document", ":", "heat", "flows", "."])
+    assert list(q[:len(q_body) + 2]) == [t.cls_token_id, *q_body, t.sep_token_id]
+    assert list(d) == [t.cls_token_id, *d_body, t.sep_token_id]
+    model = trainable(card, minilm_path)
+    assert model.queries([query])["input_ids"][0].tolist() == q.tolist()
+    assert model.documents([doc])["input_ids"][0].tolist()[:len(d)] == d.tolist()
+
+
 def test_documents_drop_punctuation_and_queries_keep_every_position(encoders):
     query_encoder, doc_encoder = encoders
     net = doc_encoder.net
