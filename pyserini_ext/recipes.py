@@ -311,6 +311,7 @@ class MultiVectorParams:
     nlist: int = 1024  # k-means centroids of the IVF index
     ndocs: int = 1000  # ivf: documents kept by centroid interaction for exact MaxSim
     imputation: str = "min"  # xtr: min | zero | mean | p10 | power
+    combine: str = "max"  # xtr: max (XTR's equation: max(best retrieved, m_i)) | retrieved (best retrieved as is)
 
 
 def token_store_dir(ws: Workspace, encoder: str) -> Path:
@@ -339,7 +340,8 @@ def build_multivector(params: MultiVectorParams, ws: Workspace):
     if params.scorer == "ivf":
         return IvfSearcher(store, index, encoder, params.nprobe, params.ndocs, **ties)
     if params.scorer == "xtr":
-        return XtrSearcher(store, index, encoder, params.k_prime, params.nprobe, params.imputation, **ties)
+        return XtrSearcher(store, index, encoder, params.k_prime, params.nprobe, params.imputation, **ties,
+                           combine=params.combine)
     return ColbertSearcher(store, index, encoder, params.k_prime, params.nprobe, **ties)
 
 

@@ -33,6 +33,11 @@ import torch
 Tensor = torch.Tensor
 
 IMPUTATIONS = ("min", "zero", "mean", "p10", "power")
+# How a retrieved score below the estimate m_i combines with it: "max" is XTR's equation
+# (max over all of d's tokens, the unretrieved ones counting m_i, so max(best retrieved, m_i)),
+# "retrieved" keeps the best retrieved score even below m_i. The two agree for "min" and
+# "power" (m_i never exceeds a retrieved score) and differ for "zero", "mean" and "p10".
+XTR_COMBINES = ("max", "retrieved")
 
 
 # --- dot product ---------------------------------------------------------------------------
@@ -144,16 +149,23 @@ def impute(scores: np.ndarray, how: str) -> np.ndarray:
     raise ValueError(f"imputation must be one of {IMPUTATIONS}, got {how!r}")
 
 
-def xtr_imputed_scores(scores: np.ndarray, ids: np.ndarray, token_doc: np.ndarray, imputation: str = "min"
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def xtr_imputed_scores(scores: np.ndarray, ids: np.ndarray, token_doc: np.ndarray, imputation: str = "min",
+                       combine: str = "max") -> tuple[np.ndarray, np.ndarray]:
     """XTR's search-time document scores from retrieved tokens only: (candidate documents, scores).
 
     ``scores`` and ``ids`` are ``m x k'`` (query token i's retrieved token scores and ids,
-    ``-1`` for none); ``token_doc`` maps a token id to its document. For query token i and
-    candidate d, ``s_i(d)`` is the best retrieved score among d's tokens, or ``m_i``
-    (:func:`impute`, from the tokens i really retrieved) when none of d's tokens was
-    retrieved for i; the score is ``sum_i s_i(d)``.
+    ``-1`` for none); ``token_doc`` maps a token id to its document. With ``m_i`` the
+    estimate (:func:`impute`, from the tokens i really retrieved), XTR's equation scores
+
+        s(q, d) = sum_i max_{j in d} [ <q_i, d_j> if j was retrieved for i, else m_i ]
+
+    that is ``max(best retrieved of d for i, m_i)`` when some token of d was not retrieved for
+    i (almost always: k' is small beside a corpus), the best retrieved when all of d's tokens
+    were, and ``m_i`` when none was (``combine="max"``).
+    ``combine="retrieved"`` keeps the best retrieved score even when it is below ``m_i``.
     """
+    if combine not in XTR_COMBINES:
+        raise ValueError(f"combine must be one of {XTR_COMBINES}, got {combine!r}")
     valid = ids >= 0
     docs_of = np.where(valid, token_doc[np.where(valid, ids, 0)], -1)
     docs = np.unique(docs_of[valid])
@@ -161,8 +173,16 @@ def xtr_imputed_scores(scores: np.ndarray, ids: np.ndarray, token_doc: np.ndarra
     missing = np.array([impute(row[v][None], imputation)[0] if v.any() else 0.0 for row, v in zip(scores, valid)])
     best = np.full((len(scores), len(docs)), -np.inf, dtype=np.float64)
     rows = np.repeat(np.arange(len(scores)), valid.sum(axis=1))
-    np.maximum.at(best, (rows, np.searchsorted(docs, docs_of[valid])), scores[valid])
-    best = np.where(np.isinf(best), missing[:, None], best)
+    columns = np.searchsorted(docs, docs_of[valid])
+    np.maximum.at(best, (rows, columns), scores[valid])
+    if combine == "max":
+        retrieved = np.zeros(best.shape, dtype=np.int64)
+        np.add.at(retrieved, (rows, columns), 1)
+        length = np.bincount(token_doc, minlength=int(docs.max()) + 1 if len(docs) else 0)[docs]
+        # -inf (nothing retrieved) becomes m_i too; a document wholly retrieved keeps its best.
+        best = np.where(retrieved == length[None, :], best, np.maximum(best, missing[:, None]))
+    else:
+        best = np.where(np.isinf(best), missing[:, None], best)
     return docs, best.sum(axis=0)
 
 

@@ -20,8 +20,10 @@ def loop_maxsim(query, doc):
     return sum(max(float(np.dot(q, d)) for d in doc) for q in query)
 
 
-def loop_xtr(query, store_tokens, token_doc, k_prime, imputation_value):
-    """XTR by hand: brute-force top-k' tokens per query token, best retrieved per (token, doc), impute the rest."""
+def loop_xtr(query, store_tokens, token_doc, k_prime, imputation_value, combine="retrieved"):
+    """XTR by hand: brute-force top-k' tokens per query token, best retrieved per (token, doc), impute
+    the rest ("retrieved"); or XTR's equation literally ("max"): per query token and document, the max
+    over every token of the document of its similarity if retrieved, else the estimate."""
     retrieved = []  # per query token: {doc: best score}, and the k' scores
     for q in query:
         sims = [(float(np.dot(q, t)), j) for j, t in enumerate(store_tokens)]
@@ -34,6 +36,17 @@ def loop_xtr(query, store_tokens, token_doc, k_prime, imputation_value):
         retrieved.append((best, [s for s, _ in top]))
     docs = sorted({d for best, _ in retrieved for d in best})
     scores = {}
+    if combine == "max":
+        top_ids = []
+        for q in query:
+            sims = sorted(((float(np.dot(q, t)), j) for j, t in enumerate(store_tokens)), key=lambda x: (-x[0], x[1]))
+            top_ids.append({j: s for s, j in sims[:k_prime]})
+        for d in docs:
+            total = 0.0
+            for (_, top), ids in zip(retrieved, top_ids):
+                total += max(ids[j] if j in ids else imputation_value(top) for j in np.flatnonzero(token_doc == d))
+            scores[d] = total
+        return scores
     for d in docs:
         scores[d] = sum(best.get(d, imputation_value(top)) for best, top in retrieved)
     return scores
@@ -76,6 +89,29 @@ def test_query_and_document_conventions(minilm_path):
     assert token.marker_ids("[unused0]") == [token.tokenizer.convert_tokens_to_ids("[unused0]")]
     with pytest.raises(ValueError, match="not a token of this vocabulary"):
         token.marker_ids("[Q]")
+
+
+def test_prompts_follow_cls_and_marker_on_both_sides_and_in_training(minilm_path):
+    """The prompt card: "search_query: " / "search_document: " tokenised with the text, right after
+    [CLS] (no marker in this card), the same ids in the trainable view as in the encoders."""
+    from pyserini_ext.encode.base import load_card
+    from pyserini_ext.train.models import trainable
+
+    card = load_card("colbert-minilm-l6-v2-prompts")
+    assert (card.options.query_prompt, card.options.doc_prompt) == ("search_query: ", "search_document: ")
+    query_net = ColbertQueryEncoder(minilm_path, card.options).net
+    doc_net = ColbertDocumentEncoder(minilm_path, card.options).net
+    t = query_net.tokenizer
+    query, doc = "heat flow", "Heat flows."
+    q = query_net.token_ids([query], card.options.query_marker, card.options.query_prompt, 32, augment=True)["input_ids"][0]
+    d = doc_net.token_ids([doc], card.options.doc_marker, card.options.doc_prompt, 256, augment=False)["input_ids"][0]
+    q_body = t.convert_tokens_to_ids(["search", "_", "query", ":", "heat", "flow"])
+    d_body = t.convert_tokens_to_ids(["search", "_", "document", ":", "heat", "flows", "."])
+    assert list(q[:len(q_body) + 2]) == [t.cls_token_id, *q_body, t.sep_token_id]
+    assert list(d) == [t.cls_token_id, *d_body, t.sep_token_id]
+    model = trainable(card, minilm_path)
+    assert model.queries([query])["input_ids"][0].tolist() == q.tolist()
+    assert model.documents([doc])["input_ids"][0].tolist()[:len(d)] == d.tolist()
 
 
 def test_documents_drop_punctuation_and_queries_keep_every_position(encoders):
@@ -174,17 +210,18 @@ def test_exact_colbert_and_ivf_equal_brute_force(encoders, sample, store, tmp_pa
     np.testing.assert_allclose(scores, [loop_maxsim(one_token, all_docs[d]) for d in docs], rtol=1e-5)
 
 
+@pytest.mark.parametrize("combine", ["max", "retrieved"])
 @pytest.mark.parametrize("imputation", ["min", "zero", "mean", "p10"])
-def test_xtr_equals_the_loop(encoders, sample, store, tmp_path, imputation):
+def test_xtr_equals_the_loop(encoders, sample, store, tmp_path, imputation, combine):
     tokens = np.concatenate([store.doc_tokens(i).astype(np.float32) for i in range(store.num_docs)])
     index = faiss.IndexFlatIP(store.dim)
     index.add(tokens)
     k_prime = 20
-    searcher = XtrSearcher(store, index, encoders[0], k_prime=k_prime, imputation=imputation)
+    searcher = XtrSearcher(store, index, encoders[0], k_prime=k_prime, imputation=imputation, combine=combine)
     value = {"min": min, "zero": lambda top: 0.0, "mean": lambda top: sum(top) / len(top),
              "p10": lambda top: float(np.percentile(top, 10))}[imputation]
     for q in encoders[0].encode_batch(sample[1][:3]):
-        expected = loop_xtr(q, tokens, store.token_doc(), k_prime, value)
+        expected = loop_xtr(q, tokens, store.token_doc(), k_prime, value, combine)
         docs, scores = searcher.score(q)
         assert list(docs) == sorted(expected)
         np.testing.assert_allclose(scores, [expected[d] for d in docs], rtol=1e-4, atol=1e-4)
@@ -200,10 +237,30 @@ def test_imputations_by_hand():
     power = np.array([[2.0 * r ** -0.5 for r in range(1, 11)]], dtype=np.float32)  # exactly s(r) = 2 r^-1/2
     np.testing.assert_allclose(impute(power, "power"), [2.0 * 11 ** -0.5], rtol=1e-5)
     # Scores of one query token: docs 7 and 3 retrieved, doc 5 only by the other token.
-    docs, total = xtr_imputed_scores(np.array([[0.9, 0.7], [0.6, 0.5]]), np.array([[0, 1], [2, 0]]), np.array([7, 3, 5]))
+    docs, total = xtr_imputed_scores(np.array([[0.9, 0.7], [0.6, 0.5]]), np.array([[0, 1], [2, 0]]), np.array([7, 3, 5]),
+                                     combine="retrieved")
     # token 0: doc7 0.9, doc3 0.7, doc5 missing -> min 0.7; token 1: doc5 0.6, doc7 0.5, doc3 missing -> 0.5
     assert list(docs) == [3, 5, 7]
     np.testing.assert_allclose(total, [0.7 + 0.5, 0.7 + 0.6, 0.9 + 0.5])
+
+
+def test_xtr_combine_by_hand():
+    """XTR's equation takes max(best retrieved, m_i) when a document has an unretrieved token; with the
+    mean estimate a low retrieved score is lifted to it. Tokens 0-1 are doc 0's, 2-3 doc 1's, 4 doc 2's.
+    Query token 0 retrieved [t0 0.9, t2 0.6, t4 0.3] (mean 0.6), query token 1 [t3 0.8, t1 0.2, t4 0.1] (mean 1.1/3)."""
+    scores, ids, token_doc = np.array([[0.9, 0.6, 0.3], [0.8, 0.2, 0.1]]), np.array([[0, 2, 4], [3, 1, 4]]), np.array([0, 0, 1, 1, 2])
+    m1 = 1.1 / 3
+    docs, total = xtr_imputed_scores(scores, ids, token_doc, "mean", combine="retrieved")
+    assert list(docs) == [0, 1, 2]
+    np.testing.assert_allclose(total, [0.9 + 0.2, 0.6 + 0.8, 0.3 + 0.1])
+    # "max": doc 0 for token 1: max(0.2, m1) (t0 unretrieved); doc 2 has one token, retrieved by both
+    # query tokens, so it keeps 0.3 and 0.1 (nothing unretrieved to take m_i from).
+    _, total = xtr_imputed_scores(scores, ids, token_doc, "mean", combine="max")
+    np.testing.assert_allclose(total, [0.9 + max(0.2, m1), max(0.6, 0.6) + 0.8, 0.3 + 0.1])
+    # min: both agree (m_i is the smallest retrieved score)
+    for combine in ("max", "retrieved"):
+        _, total = xtr_imputed_scores(scores, ids, token_doc, "min", combine=combine)
+        np.testing.assert_allclose(total, [0.9 + 0.2, 0.6 + 0.8, 0.3 + 0.1])
 
 
 def test_batch_search_equals_one_query_at_a_time(encoders, sample, store, tmp_path):

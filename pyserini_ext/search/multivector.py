@@ -28,7 +28,7 @@ import numpy as np
 from pyserini.search.faiss import DenseSearchResult
 
 from pyserini_ext.store import TokenStore
-from pyserini_ext.scores import IMPUTATIONS, maxsim, xtr_imputed_scores
+from pyserini_ext.scores import IMPUTATIONS, XTR_COMBINES, maxsim, xtr_imputed_scores
 from pyserini_ext.search.ties import check_policy, total_order
 
 
@@ -98,14 +98,16 @@ class ColbertSearcher(_LateInteractionSearcher):
 
 class XtrSearcher(ColbertSearcher):
     def __init__(self, store: TokenStore, token_index, query_encoder, k_prime: int = 100, nprobe: int = 32,
-                 imputation: str = "min", tie_policy: str = "docid", seed: int = 0):
+                 imputation: str = "min", tie_policy: str = "docid", seed: int = 0, combine: str = "max"):
         super().__init__(store, token_index, query_encoder, k_prime, nprobe, tie_policy, seed)
         if imputation not in IMPUTATIONS:
             raise ValueError(f"imputation must be one of {IMPUTATIONS}, got {imputation!r}")
-        self.imputation = imputation
+        if combine not in XTR_COMBINES:
+            raise ValueError(f"combine must be one of {XTR_COMBINES}, got {combine!r}")
+        self.imputation, self.combine = imputation, combine
 
     def score_retrieved(self, query, scores, ids):
-        return xtr_imputed_scores(scores, ids, self.token_doc, self.imputation)
+        return xtr_imputed_scores(scores, ids, self.token_doc, self.imputation, self.combine)
 
 
 class IvfSearcher(_LateInteractionSearcher):
