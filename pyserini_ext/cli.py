@@ -41,7 +41,9 @@ def cmd_repro(args) -> int:
         raise SystemExit("repro run: give spec names or --all")
     if args.all:
         # Specs of trained models train first (minutes each): --all runs them only with --train.
-        specs = [s for s in (find_spec(str(p)) for p in spec_paths()) if args.train or not s.train]
+        # Specs that need large downloads (MS MARCO) run only with --downloads.
+        specs = [s for s in (find_spec(str(p)) for p in spec_paths())
+                 if (args.train or not s.train) and (args.downloads or not s.downloads)]
     else:
         specs = [find_spec(n) for n in args.names]
     if args.dry_run or args.display_commands:
@@ -212,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="spec names (file stems) or paths")
     p.add_argument("--all", action="store_true", help="run every spec that needs no training")
     p.add_argument("--train", action="store_true", help="with --all: also the specs of trained models (trains them first)")
+    p.add_argument("--downloads", action="store_true",
+                   help="with --all: also the specs that need large downloads (MS MARCO corpora, Pyserini's prebuilt indexes)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--display-commands", action="store_true", help="print the commands, then run")
     common(p)

@@ -201,6 +201,41 @@ def build_dense(params: DenseParams, ws: Workspace):
 SEARCHERS.register("dense", SearcherType("dense", DenseParams, build_dense))
 
 
+# --- Pyserini's prebuilt dense indexes: a reproduction's last-metre condition ------------------
+
+@dataclass(frozen=True)
+class PrebuiltDenseParams:
+    index: str = ""  # a name in Pyserini's FAISS_INDEX_INFO, e.g. msmarco-v1-passage.tct_colbert-v2-hnp
+    encoder: str = ""  # an encoder card that encodes the queries here, or
+    encoded_queries: str = ""  # a name in Pyserini's QUERY_INFO: the queries as the authors encoded them
+
+
+def build_prebuilt_dense(params: PrebuiltDenseParams, ws: Workspace):
+    """Pyserini's prebuilt index of the corpus (not encoded here: the workspace's corpus is
+    never read), searched with a card's query encoder or the authors' pre-encoded queries.
+    Every missing artefact is named in one error."""
+    from pyserini_ext.index.prebuilt import PrebuiltNotFoundError, encoded_query_encoder, prebuilt_faiss_index
+    from pyserini_ext.search.dense import DenseSearcher
+
+    if not params.index or bool(params.encoder) == bool(params.encoded_queries):
+        raise ValueError("prebuilt-dense needs index (Pyserini's prebuilt FAISS index name) and exactly one of "
+                         "encoder (a card) or encoded_queries (Pyserini's pre-encoded queries name)")
+    found, missing = {}, []
+    for key, fetch in (("index", lambda: prebuilt_faiss_index(params.index)),
+                       ("queries", lambda: encoded_query_encoder(params.encoded_queries) if params.encoded_queries
+                        else _load_card(params.encoder).query_encoder())):
+        try:
+            found[key] = fetch()
+        except PrebuiltNotFoundError as e:
+            missing.append(str(e))
+    if missing:
+        raise PrebuiltNotFoundError("; and ".join(missing))
+    return DenseSearcher(found["index"], found["queries"], tie_policy=ws.ties.policy, seed=ws.ties.seed)
+
+
+SEARCHERS.register("prebuilt-dense", SearcherType("prebuilt-dense", PrebuiltDenseParams, build_prebuilt_dense))
+
+
 # --- Learned sparse (impact) search through Lucene ------------------------------------------
 
 @dataclass(frozen=True)

@@ -67,10 +67,11 @@ class Spec:
     relevance_level: int
     metrics: tuple[Expectation, ...]
     train: tuple[str, ...] = ()
+    downloads: str = ""  # what the spec needs fetched first (large); `repro run --all` skips it without --downloads
 
 
 TOP_KEYS = {"description": False, "dataset": True, "split": True, "pipeline": True, "relevance_level": False,
-            "metrics": True, "train": False}
+            "metrics": True, "train": False, "downloads": False}
 PIPELINE_KEYS = {"searcher", "params", "hits", "remove_query", "tie_policy", "seed"}
 METRIC_KEYS = {"expected": True, "tolerance": True, "source": True, "precision": False}
 
@@ -123,6 +124,7 @@ def parse_spec(path: Path | str) -> Spec:
         train=tuple(train), name=path.stem, path=path, description=str(raw.get("description", "")).strip(),
         dataset=str(raw["dataset"]), split=str(raw["split"]), pipeline=pipeline,
         relevance_level=int(raw.get("relevance_level", 1)), metrics=tuple(metrics),
+        downloads=str(raw.get("downloads") or "").strip(),
     )
 
 
