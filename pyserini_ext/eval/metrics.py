@@ -21,7 +21,7 @@ import pytrec_eval
 from pyserini_ext.data.readers import Qrels
 from pyserini_ext.search.run import Run, run_as_dict
 
-_METRIC = re.compile(r"^(nDCG|RR|R|P|MAP)(?:@(\d+))?$")
+_METRIC = re.compile(r"^(nDCG|RR|R|P|MAP)(?:@([1-9][0-9]{0,8}))?$")  # a cutoff of 0 aborts trec_eval
 SUPPORTED = "nDCG@k, RR@k, R@k, P@k, MAP, MAP@k"
 
 
