@@ -68,7 +68,9 @@ def read_yaml_mapping(path: Path, error: type[Exception], text: str | None = Non
     try:
         raw = parse_yaml(text)
     except yaml.YAMLError as err:
-        raise error(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+        where = f"line {err.problem_mark.line + 1}: " if getattr(err, "problem_mark", None) else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise error(f"{path}: not valid YAML: {where}{' '.join(str(problem).split())}") from None
     except RecursionError:  # the scanner's own recursion, before any depth check
         raise error(f"{path}: not valid YAML: nested too deeply") from None
     if not isinstance(raw, dict):

@@ -149,15 +149,23 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state as tensors and plain data (lists, ints, floats, strings), so a
+    checkpoint loads with ``torch.load(weights_only=True)``: no pickled objects, no code."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": [version, list(internal), gauss],
+             "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -285,7 +293,12 @@ class Trainer:
         """Continue from the checkpoint, when there is one."""
         if not self.checkpoint_path.exists():
             return
-        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        try:  # weights_only: a checkpoint is tensors and plain data; unpickling objects could run code
+            state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 (torch raises UnpicklingError, RuntimeError, EOFError...)
+            raise ConfigError(f"{self.checkpoint_path}: not a checkpoint this trainer wrote "
+                              f"({type(err).__name__}: {' '.join(str(err).split())[:200]}); "
+                              f"delete it to start over") from None
         if state["config"] != dataclasses.asdict(self.config):
             raise ValueError(f"{self.checkpoint_path} was written by a different config; delete it to start over")
         self.model.load_state_dict(state["model"])
