@@ -50,3 +50,134 @@ def test_generator_states_round_trip_through_a_weights_only_checkpoint(tmp_path)
     random.seed(0), np.random.seed(0), torch.manual_seed(0)
     set_rng_state(torch.load(tmp_path / "c.pt", weights_only=True)["rng"])
     assert (random.random(), np.random.rand(3).tolist(), np.random.randn(), torch.rand(4).tolist()) == expected
+
+
+# --- stores: verified on open, killed builds resume to the same bytes, builders take turns ------
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from pyserini_ext.data.readers import Document
+    from pyserini_ext.store.shards import encode_corpus
+
+    class LetterCounts:
+        '''A deterministic 26-d encoder (letter counts); ``delay`` seconds per call.'''
+        def __init__(self, delay):
+            self.delay, self.calls = delay, 0
+        def encode(self, texts, titles=None):
+            self.calls += len(texts)
+            time.sleep(self.delay)
+            return np.array([[t.count(chr(97 + i)) for i in range(26)] for t in texts], dtype=np.float32)
+
+    folder, delay = sys.argv[1], float(sys.argv[2])
+    docs = [Document(f"d{i:03d}", "", " ".join(f"w{i * j % 97}abc{'z' * (i % 5)}" for j in range(8)))
+            for i in range(60)]
+    encoder = LetterCounts(delay)
+    encode_corpus(iter(docs), encoder, folder, shard_size=10, quiet=True, progress_every=5,
+                  built_from={"corpus": "sixty", "encoder": "letter-counts"})
+    print("encoded", encoder.calls, flush=True)
+""")
+
+
+def _child(folder, delay, **kwargs):
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(folder), str(delay)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def _files(root):
+    """Every file under ``root`` with its bytes (the manifest without its creation time)."""
+    import json
+
+    out = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        if path.name == "manifest.json":
+            manifest = json.loads(data)
+            manifest.pop("created")
+            data = json.dumps(manifest, sort_keys=True).encode()
+        out[str(path.relative_to(root))] = data
+    return out
+
+
+def _leftovers(parent):
+    return sorted(p.name for p in parent.iterdir() if p.name.endswith((".tmp", ".partial", ".lock"))
+                  or ".replaced-" in p.name)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("straight") / "shards"
+    child = _child(folder, 0)
+    out, err = child.communicate(timeout=300)
+    assert child.returncode == 0, err
+    return _files(folder)
+
+
+@pytest.mark.parametrize("after_shards", [1, 4])
+def test_encoding_killed_mid_way_resumes_to_the_same_bytes_and_leaves_nothing(tmp_path, uninterrupted, after_shards):
+    folder = tmp_path / "shards"
+    child = _child(folder, 0.05)
+    partial = tmp_path / "shards.partial"
+    deadline = time.monotonic() + 240
+    while len(list(partial.glob("*.done"))) < after_shards and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child.kill()  # SIGKILL: no handler runs, as after a power loss
+    child.communicate()
+    assert not folder.exists() and partial.is_dir()
+    rerun = _child(folder, 0)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert int(out.split()[-1]) < 60  # the finished shards were kept, not encoded again
+    assert _files(folder) == uninterrupted
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_flipped_byte_in_a_shard_is_found_on_open(tmp_path, uninterrupted):
+    from pyserini_ext.store import ManifestError, VectorStore
+
+    folder = tmp_path / "shards"
+    for name, data in uninterrupted.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    assert len(VectorStore(folder)) == 60
+    shard = folder / "shard-00003.npy"
+    data = bytearray(shard.read_bytes())
+    data[-3] ^= 0x40  # same size, one vector component changed
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match="shard-00003.npy has SHA-256"):
+        VectorStore(folder)
+
+
+def test_two_builders_of_one_folder_take_turns_and_the_second_reuses(tmp_path, uninterrupted):
+    folder = tmp_path / "shards"
+    first, second = _child(folder, 0.02), _child(folder, 0.02)
+    (out1, err1), (out2, err2) = first.communicate(timeout=300), second.communicate(timeout=300)
+    assert first.returncode == 0 and second.returncode == 0, err1 + err2
+    assert sorted([int(out1.split()[-1]), int(out2.split()[-1])]) == [0, 60]  # one encoded, one reused
+    assert "Traceback" not in err1 + err2
+    assert _files(folder) == uninterrupted
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_run_writer_killed_mid_write_leaves_the_old_run_and_the_next_write_sweeps_its_temporary(tmp_path):
+    run = tmp_path / "run.txt"
+    run.write_text("q1 Q0 old 1 1.0 t\n")
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from pyserini_ext.store.atomic import open_atomic
+        with open_atomic({str(run)!r}) as f:
+            f.write("q1 Q0 new 1 1.0 t\\n")
+            f.flush()
+            print("writing", flush=True)
+            time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "writing"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert run.read_text() == "q1 Q0 old 1 1.0 t\n"
+    assert len(list(tmp_path.glob(".run.txt.*.tmp"))) == 1  # what a killed writer leaves...
+    from pyserini_ext.search.run import Hit, write_trec_run
+
+    write_trec_run({"q1": [Hit("new", 2.0)]}, run)
+    assert run.read_text() == "q1 Q0 new 1 2.0 pyserini_ext\n"
+    assert _leftovers(tmp_path) == []  # ... the next write of the same file removes
