@@ -181,3 +181,64 @@ def test_a_run_writer_killed_mid_write_leaves_the_old_run_and_the_next_write_swe
     write_trec_run({"q1": [Hit("new", 2.0)]}, run)
     assert run.read_text() == "q1 Q0 new 1 2.0 pyserini_ext\n"
     assert _leftovers(tmp_path) == []  # ... the next write of the same file removes
+
+
+def _children(pid: int) -> list[int]:
+    """Pids of the live processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+SLOW = pytest.mark.skipif(not os.environ.get("PYSERINI_EXT_SLOW_TESTS"),
+                          reason="two JVM runs (minutes on 2 busy cores): outside CI, run by `make fuzz`")
+
+
+@SLOW
+def test_bm25_indexing_killed_leaves_no_orphan_jvm_and_the_rerun_builds_it_whole(tmp_path):
+    import json
+
+    corpus = tmp_path / "tiny" / "corpus.jsonl"
+    corpus.parent.mkdir()
+    corpus.write_text("".join(json.dumps({"_id": f"d{i}", "title": "", "text": f"word{i} common text {i % 3}"}) + "\n"
+                              for i in range(20)))
+    (tmp_path / "tiny" / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "common"}) + "\n")
+    (tmp_path / "tiny" / "qrels").mkdir()
+    (tmp_path / "tiny" / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    work = tmp_path / "work"
+    argv = [sys.executable, "-m", "pyserini_ext", "index", "bm25", "--dataset", str(corpus.parent), "--work", str(work),
+            "--quiet"]
+    parent = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, java = time.monotonic() + 240, []
+    while not java and parent.poll() is None and time.monotonic() < deadline:
+        java = [p for p in _children(parent.pid) if "IndexCollection" in pathlib.Path(f"/proc/{p}/cmdline").read_text()]
+        time.sleep(0.05)
+    assert java, "the indexing JVM was never seen"
+    parent.kill()
+    parent.communicate()
+    deadline = time.monotonic() + 30
+    while _alive(java[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(java[0]), "the indexing JVM outlived its killed parent"
+    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    indexes = work / "indexes"
+    (index,) = [p for p in indexes.iterdir() if not p.name.startswith(".")]
+    from pyserini_ext.store import require_manifest
+
+    assert require_manifest(index, "lucene")["count"] == 20
+    assert _leftovers(indexes) == [] and not list(index.glob(".collection-*"))
