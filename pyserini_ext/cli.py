@@ -355,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pyserini-ext: error: {where}{err.strerror or err}", file=sys.stderr)
         return 1
     except RuntimeError as err:  # a damaged built folder (ManifestError), a failed Anserini run
+        if isinstance(err, (RecursionError, NotImplementedError)):  # bugs: keep their traceback
+            raise
         print(f"pyserini-ext: error: {err}", file=sys.stderr)
         return 1
 
