@@ -244,3 +244,28 @@ def test_bm25_indexing_killed_leaves_no_orphan_jvm_and_the_rerun_builds_it_whole
     assert require_manifest(index, "lucene")["count"] == n
     assert sorted(p.name for p in indexes.iterdir()) == [index.name]  # no partial, lock or collection beside it
     assert not list(index.glob(".collection-*"))
+
+
+@SLOW
+def test_two_bm25_index_commands_on_one_work_folder_both_succeed_with_one_index(tmp_path):
+    import json
+
+    folder = tmp_path / "tiny"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(
+        json.dumps({"_id": f"d{i}", "title": "", "text": f"word{i} common text {i % 3}"}) + "\n" for i in range(2000)))
+    (folder / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "common"}) + "\n")
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    work = tmp_path / "work"
+    argv = [sys.executable, "-m", "pyserini_ext", "index", "bm25", "--dataset", str(folder), "--work", str(work),
+            "--quiet"]
+    first, second = (subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for _ in range(2))
+    results = [first.communicate(timeout=600), second.communicate(timeout=600)]
+    assert first.returncode == 0 and second.returncode == 0, results
+    assert not any("Traceback" in err or "LockObtainFailed" in err for _, err in results)
+    indexes = work / "indexes"
+    (index,) = list(indexes.iterdir())
+    from pyserini_ext.store import require_manifest
+
+    assert require_manifest(index, "lucene")["count"] == 2000
