@@ -98,24 +98,24 @@ def check_id(path: Path, lineno: int, field: str, value: str) -> str:
         raise DataFormatError(path, lineno, field, f"{value!r} contains whitespace (runs and qrels are "
                                                    f"whitespace-separated)")
     for char in value:
-        if unicodedata.category(char) in ("Cc", "Cs", "Cn") and not char.isprintable():
+        if unicodedata.category(char) in ("Cc", "Cs"):  # control characters, lone surrogates
             raise DataFormatError(path, lineno, field, f"{value!r} contains the character {ord(char):#06x}")
     return value
 
 
 def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
     for lineno, line in text_lines(path):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(path, lineno, "<json>", f"not valid JSON ({err.msg})") from None
-            except RecursionError:
-                raise DataFormatError(path, lineno, "<json>", "nested too deeply") from None
-            if not isinstance(obj, dict):
-                raise DataFormatError(path, lineno, "<json>", "expected a JSON object")
-            yield lineno, obj
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataFormatError(path, lineno, "<json>", f"not valid JSON ({err.msg})") from None
+        except RecursionError:
+            raise DataFormatError(path, lineno, "<json>", "nested too deeply") from None
+        if not isinstance(obj, dict):
+            raise DataFormatError(path, lineno, "<json>", "expected a JSON object")
+        yield lineno, obj
 
 
 def _string_field(path: Path, lineno: int, obj: dict, field: str, required: bool = True) -> str:
@@ -190,13 +190,13 @@ def read_tsv_collection(path: Path | str) -> Iterator[Document]:
 def _key_tab_text(path: Path, key: str) -> Iterator[tuple[int, str, str]]:
     """``(line number, key, text)`` from the ``key<TAB>text`` lines of ``path``; blank lines are skipped."""
     for lineno, line in text_lines(path):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            value, tab, text = line.partition("\t")
-            if not tab:
-                raise DataFormatError(path, lineno, "<row>", f"expected '{key}<TAB>text'")
-            yield lineno, check_id(path, lineno, key, value.strip()), text
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        value, tab, text = line.partition("\t")
+        if not tab:
+            raise DataFormatError(path, lineno, "<row>", f"expected '{key}<TAB>text'")
+        yield lineno, check_id(path, lineno, key, value.strip()), text
 
 
 CORPUS_LAYOUTS = ("beir", "jsonl", "tsv")
@@ -254,13 +254,13 @@ def read_beir_qrels(path: Path | str) -> Qrels:
 def whitespace_rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of a whitespace-separated file whose rows have exactly ``columns``."""
     for lineno, line in text_lines(path):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != len(columns):
-                raise DataFormatError(path, lineno, "<row>",
-                                      f"expected {len(columns)} columns ({' '.join(columns)}), got {len(parts)}")
-            yield lineno, parts
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != len(columns):
+            raise DataFormatError(path, lineno, "<row>",
+                                  f"expected {len(columns)} columns ({' '.join(columns)}), got {len(parts)}")
+        yield lineno, parts
 
 
 def read_trec_qrels(path: Path | str) -> Qrels:
