@@ -37,3 +37,9 @@ bench: install
 
 clean:
 	rm -rf $(VENV) work
+
+# Issue 14, outside CI: 1,000 generated malformed inputs per reader/loader (12 targets; CI runs
+# 40 per target) with their tally, and the slow fault tests (a killed BM25 build: JVM runs).
+.PHONY: fuzz
+fuzz: install
+	FUZZ_EXAMPLES=1000 PYSERINI_EXT_SLOW_TESTS=1 $(BIN)/python -m pytest -q -s tests/test_fuzz.py tests/test_faults.py

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from pyserini_ext.config import parse_yaml
+
 
 def _params(pairs: list[str]) -> dict:
     params = {}
@@ -21,8 +23,28 @@ def _params(pairs: list[str]) -> dict:
         key, eq, value = pair.partition("=")
         if not eq:
             raise SystemExit(f"--param expects key=value, got {pair!r}")
-        params[key] = yaml.safe_load(value)
+        try:
+            params[key] = parse_yaml(value)
+        except (yaml.YAMLError, RecursionError):
+            raise ValueError(f"--param {key}: {value!r} is not a YAML value (quote strings with ':' or '[')") from None
     return params
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (a count of hits, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _writable_file(path: Path) -> None:
+    """Refuse an output path that cannot be a file, before any work is done for it."""
+    if path.is_dir():
+        raise ValueError(f"--output {path} is a folder; give a file name")
 
 
 def cmd_repro(args) -> int:
@@ -85,11 +107,13 @@ def cmd_search(args) -> int:
     from pyserini_ext.search.run import search_topics, write_trec_run
     from pyserini_ext.search.ties import TieOrder
 
+    _writable_file(args.output)
     ws = _workspace(args, TieOrder(args.tie_policy, args.seed))
+    topics = ws.dataset.topics(args.split)  # an unknown split fails before any index is built
     searcher = build_searcher(args.searcher, _params(args.param), ws)
     if args.remove_query:
         warn_remove_query(ws.dataset.qrels(args.split), f"{ws.dataset.name} {args.split}")
-    run = search_topics(searcher, ws.dataset.topics(args.split), args.hits, args.remove_query, ws.ties)
+    run = search_topics(searcher, topics, args.hits, args.remove_query, ws.ties)
     write_trec_run(run, args.output, tag=args.searcher)
     print(f"wrote {args.output} ({len(run)} queries)")
     return 0
@@ -229,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--param", action="append", metavar="KEY=VALUE", help="searcher parameter (repeatable)")
         if verb == "search":
             p.add_argument("--split", required=True)
-            p.add_argument("--hits", type=int, default=1000)
+            p.add_argument("--hits", type=_positive_int, default=1000)
             p.add_argument("--remove-query", action="store_true", help="drop hits whose docid equals the qid")
             p.add_argument("--tie-policy", default="docid", choices=TIE_POLICIES)
             p.add_argument("--seed", type=int, default=0)
@@ -259,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalization", action="store_true", help="hybrid: centre and scale each list")
     p.add_argument("--weight-on-dense", action="store_true", help="hybrid: alpha weighs the dense score")
     p.add_argument("--depth", type=int, help="hits read from each run (default all)")
-    p.add_argument("--hits", type=int, default=1000)
+    p.add_argument("--hits", type=_positive_int, default=1000)
     p.add_argument("--tie-policy", default="docid", choices=TIE_POLICIES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", type=Path, required=True)
@@ -315,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     from pyserini_ext.paths import WORK_ENV
 
     if getattr(args, "work", None):  # cards of trained models resolve under the same work folder
+        if args.work.exists() and not args.work.is_dir():
+            print(f"pyserini-ext: error: --work {args.work} is a file; give a folder", file=sys.stderr)
+            return 2
         os.environ[WORK_ENV] = str(args.work)
 
     try:
@@ -327,6 +354,15 @@ def main(argv: list[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"pyserini-ext: error: {message}", file=sys.stderr)
         return 2
+    except OSError as err:  # a read-only or full disk, a folder where a file goes: one line, no traceback
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"pyserini-ext: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
+    except RuntimeError as err:  # a damaged built folder (ManifestError), a failed Anserini run
+        if isinstance(err, (RecursionError, NotImplementedError)):  # bugs: keep their traceback
+            raise
+        print(f"pyserini-ext: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import os
 import re
 from pathlib import Path
 
+from pyserini_ext.schema import InputError
+
 WORK_ENV = "PYSERINI_EXT_WORK"
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -22,10 +24,14 @@ def work_dir() -> Path:
     return Path(os.environ.get(WORK_ENV) or "work")
 
 
+class UnsafeNameError(InputError):
+    """A name that is not one plain path component."""
+
+
 def safe_name(name: str, what: str) -> str:
     """``name`` if it is one plain path component (letters, digits, ``._+-``, no ``..``)."""
     if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
-        raise ValueError(f"{what} {name!r} is not a plain name (letters, digits, '._+-'; no '/' or '..'); "
+        raise UnsafeNameError(f"{what} {name!r} is not a plain name (letters, digits, '._+-'; no '/' or '..'); "
                          f"names never reach outside the work folder")
     return name
 

@@ -38,12 +38,13 @@ from pyserini_ext.config import read_yaml_mapping
 from pyserini_ext.data.dataset import Dataset, Split
 from pyserini_ext.data.readers import CORPUS_LAYOUTS
 from pyserini_ext.data.sources import LocalPath
+from pyserini_ext.schema import InputError
 
 CARD_NAMES = ("dataset.yaml", "dataset.yml")
 CARD_SUFFIXES = (".yaml", ".yml")
 
 
-class DatasetCardError(ValueError):
+class DatasetCardError(InputError):
     """A dataset card or local folder that cannot be read; the message names the file (and key)."""
 
 
@@ -170,7 +171,7 @@ def load_card(card: Path, name: str | None = None, origin: Path | None = None) -
         topic_sets:                # optional: other names for a split, e.g. Pyserini's
           my-collection-test: test
 
-    Ids are strings: numeric ``_id``/``id`` values in JSON are read with ``str()``. An error names
+    Ids are strings: integer ``_id``/``id`` values in JSON are read with ``str()``. An error names
     the card file and the key.
     """
     card = card.absolute()

@@ -16,6 +16,7 @@ import dataclasses
 import importlib
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +28,7 @@ from pyserini_ext.config import read_yaml_mapping
 from pyserini_ext.paths import safe_name
 from pyserini_ext.registry import Registry, UnknownNameError
 from pyserini_ext.resources import resource_dirs
+from pyserini_ext.schema import InputError, from_mapping
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ CARDS_ENV = "PYSERINI_EXT_CARDS"  # extra folders of cards, os.pathsep-separated
 MODELS_ENV = "PYSERINI_EXT_MODELS"  # a folder of local checkpoints that cards name as ${PYSERINI_EXT_MODELS}/...
 
 
-class CardError(ValueError):
+class CardError(InputError):
     pass
 
 
@@ -48,6 +50,12 @@ class ModelSource:
     path: str | None = None
     python_package: str | None = None
     trained: str | None = None
+
+    def __post_init__(self):
+        if self.python_package is not None and not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", self.python_package):
+            raise ValueError(f"python_package {self.python_package!r} is not a module name")
+        if self.trained is not None:
+            safe_name(self.trained, "training config")
 
     def resolve(self) -> str:
         if self.trained:
@@ -66,7 +74,11 @@ class ModelSource:
             return str(path)
         if self.python_package:
             try:
-                return str(importlib.import_module(self.python_package).get_model_path())
+                package = importlib.import_module(self.python_package)
+                if not callable(getattr(package, "get_model_path", None)):
+                    raise CardError(f"python_package {self.python_package!r} has no get_model_path(); a card may "
+                                    f"name only a package that ships weights and says where they are")
+                return str(package.get_model_path())
             except ImportError:
                 if not self.hub:
                     raise
@@ -164,7 +176,12 @@ def _read_card(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     base = raw.pop("extends", None)
     if base is None:
         return raw
-    base_path = _card_path(base)
+    if not isinstance(base, str):
+        raise CardError(f"{path}: key 'extends': expected a card name, got {base!r}")
+    try:
+        base_path = _card_path(base)
+    except (ValueError, UnknownNameError) as err:  # not a plain name, or no such card
+        raise CardError(f"{path}: key 'extends': {err}") from None
     if base_path.resolve() in seen:
         raise CardError(f"{path}: 'extends' forms a cycle through {base!r}")
     inherited = _read_card(base_path, (*seen, path.resolve()))
@@ -177,24 +194,27 @@ def parse_card(path: Path) -> EncoderCard:
     for key in ("family", "model"):
         if key not in raw:
             raise CardError(f"{path}: missing required key {key!r}")
-    family = ENCODER_FAMILIES.get(raw.pop("family"))
+    family_name = raw.pop("family")
+    if not isinstance(family_name, str):
+        raise CardError(f"{path}: key 'family': expected a family name, got {family_name!r}")
+    try:
+        family = ENCODER_FAMILIES.get(family_name)
+    except UnknownNameError as err:
+        raise CardError(f"{path}: key 'family': {err}") from None
     model_raw = raw.pop("model")
     if isinstance(model_raw, str):
         model_raw = {"hub": model_raw}
-    try:
-        model = ModelSource(**model_raw)
-    except TypeError as err:
-        raise CardError(f"{path}: key 'model': {err}") from None
+    model = from_mapping(ModelSource, model_raw, str(path), CardError, prefix="model.")
     name = raw.pop("name", path.stem)
     description = raw.pop("description", "")
+    for key, value in (("name", name), ("description", description)):
+        if not isinstance(value, str):
+            raise CardError(f"{path}: key {key!r}: expected a string, got {value!r}")
     known = {f.name for f in dataclasses.fields(family.options)}
     for key in raw:
         if key not in known:
             raise CardError(f"{path}: unknown key {key!r} for family {family.name!r}; known: {', '.join(sorted(known))}")
-    try:
-        options = family.options(**raw)
-    except (TypeError, ValueError) as err:
-        raise CardError(f"{path}: {err}") from None
+    options = from_mapping(family.options, raw, str(path), CardError)
     return EncoderCard(name, family, model, options, description, path)
 
 

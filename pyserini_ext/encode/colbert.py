@@ -40,6 +40,7 @@ from pyserini_ext import scores
 from pyserini_ext.encode.base import EncoderFamily
 from pyserini_ext.encode.runtime import RuntimeOptions, build_graph, example_inputs, iter_batches
 from pyserini_ext.train.models import Trainable, as_tensors
+from pyserini_ext.schema import checked
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,8 @@ class ColbertOptions(RuntimeOptions):
     doc_marker: str = "[unused1]"
     query_prompt: str = ""
     doc_prompt: str = ""
-    query_length: int = 32  # fixed: [MASK]-augmented to it
-    doc_length: int = 300
+    query_length: int = checked(32, ge=1)  # fixed: [MASK]-augmented to it
+    doc_length: int = checked(300, ge=1)
     attend_to_mask_tokens: bool = False
     skip_punctuation: bool = True
     projection: bool = True  # use the checkpoint's linear projection when it has one

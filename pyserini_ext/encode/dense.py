@@ -20,6 +20,7 @@ from pyserini_ext import scores
 from pyserini_ext.encode.base import EncoderFamily, masked_mean
 from pyserini_ext.encode.runtime import Inputs, RuntimeOptions, build_graph, example_inputs, run_batches, tokenize
 from pyserini_ext.train.models import Trainable, as_tensors, single_scorer
+from pyserini_ext.schema import checked
 
 POOLINGS = ("cls", "mean")
 
@@ -30,8 +31,8 @@ class DenseOptions(RuntimeOptions):
     normalize: bool = True
     query_prefix: str = ""
     doc_prefix: str = ""
-    max_query_length: int = 512
-    max_doc_length: int = 512
+    max_query_length: int = checked(512, ge=1)
+    max_doc_length: int = checked(512, ge=1)
 
     def __post_init__(self):
         super().__post_init__()

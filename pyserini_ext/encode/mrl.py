@@ -44,6 +44,7 @@ from pyserini_ext import scores
 from pyserini_ext.encode.base import EncoderFamily
 from pyserini_ext.encode.runtime import Inputs, RuntimeOptions, build_graph, example_inputs, run_batches, tokenize
 from pyserini_ext.train.models import Trainable, as_tensors, single_scorer
+from pyserini_ext.schema import checked
 
 VARIANCES = ("softplus", "logvar")
 SCORINGS = ("kl", "original", "mean")
@@ -52,13 +53,13 @@ HEADS_FILE = "mrl_heads.pt"  # trained heads saved beside a checkpoint: {"mean.w
 
 @dataclass(frozen=True)
 class MrlOptions(RuntimeOptions):
-    dim: int = 128  # k: each Gaussian's dimension; vectors are 3k + 1 long
+    dim: int = checked(128, ge=1)  # k: each Gaussian's dimension; vectors are 3k + 1 long
     variance: str = "softplus"  # softplus | logvar
-    beta: float = 1.0  # softplus sharpness (softplus only)
+    beta: float = checked(1.0, gt=0)  # softplus sharpness (softplus only)
     var_token: str = "[VAR]"
     scoring: str = "kl"  # kl | original (the erroneous trace term) | mean (means only): the ablations
-    max_query_length: int = 256
-    max_doc_length: int = 256
+    max_query_length: int = checked(256, ge=1)
+    max_doc_length: int = checked(256, ge=1)
 
     def __post_init__(self):
         super().__post_init__()

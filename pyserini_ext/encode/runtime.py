@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from pyserini_ext.encode.base import batches, length_sorted
+from pyserini_ext.schema import checked
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,8 @@ class RuntimeOptions:
     backend: str = "torch"  # torch | onnx
     precision: str = "fp32"  # fp32 | fp16 (ONNX on CUDA) | int8 (ONNX dynamic quantisation, CPU)
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
-    threads: int = 0  # CPU threads of an ONNX session; 0: every core this process may use (torch: set_cpu_threads)
-    batch_size: int = 0  # 0: CPU_BATCH on a CPU, GPU_BATCH on a GPU
+    threads: int = checked(0, ge=0)  # CPU threads of an ONNX session; 0: every core this process may use (torch: set_cpu_threads)
+    batch_size: int = checked(0, ge=0)  # 0: CPU_BATCH on a CPU, GPU_BATCH on a GPU
 
     def __post_init__(self):
         for name, allowed in (("backend", BACKENDS), ("precision", PRECISIONS), ("device", DEVICES)):

@@ -25,14 +25,15 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 from pyserini_ext import scores
 from pyserini_ext.encode.base import EncoderFamily
 from pyserini_ext.encode.runtime import RuntimeOptions, build_graph, example_inputs, iter_batches, tokenize
+from pyserini_ext.schema import checked
 
 
 @dataclass(frozen=True)
 class SpladeOptions(RuntimeOptions):
-    max_query_length: int = 256
-    max_doc_length: int = 512
-    quantization: float = 100.0  # impact = round(weight * quantization)
-    batch_size: int = 8  # the MLM head's output is batch x length x vocabulary floats
+    max_query_length: int = checked(256, ge=1)
+    max_doc_length: int = checked(512, ge=1)
+    quantization: float = checked(100.0, gt=0)  # impact = round(weight * quantization)
+    batch_size: int = checked(8, ge=0)  # the MLM head's output is batch x length x vocabulary floats
 
 
 class SpladePooling(torch.nn.Module):

@@ -29,6 +29,7 @@ from pyserini_ext import scores
 from pyserini_ext.encode.base import EncoderFamily, masked_mean
 from pyserini_ext.encode.runtime import Inputs, RuntimeOptions, build_graph, example_inputs, run_batches, tokenize
 from pyserini_ext.train.models import Trainable, as_tensors, single_scorer
+from pyserini_ext.schema import checked
 
 QUERY, DOCUMENT = "query", "document"
 
@@ -37,8 +38,8 @@ QUERY, DOCUMENT = "query", "document"
 class TctColBertOptions(RuntimeOptions):
     query_prefix: str = "[CLS] [Q] "
     doc_prefix: str = "[CLS] [D] "
-    query_length: int = 36  # fixed: queries are [MASK]-padded to it
-    max_doc_length: int = 512
+    query_length: int = checked(36, ge=1)  # fixed: queries are [MASK]-padded to it
+    max_doc_length: int = checked(512, ge=1)
 
 
 class AverageAfterPrefix(torch.nn.Module):

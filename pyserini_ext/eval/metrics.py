@@ -13,6 +13,7 @@ counting as 0 (trec_eval ``-c``), so a run cannot look better by skipping querie
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -21,7 +22,9 @@ import pytrec_eval
 from pyserini_ext.data.readers import Qrels
 from pyserini_ext.search.run import Run, run_as_dict
 
-_METRIC = re.compile(r"^(nDCG|RR|R|P|MAP)(?:@(\d+))?$")
+log = logging.getLogger(__name__)
+
+_METRIC = re.compile(r"^(nDCG|RR|R|P|MAP)(?:@([1-9][0-9]{0,8}))?$")  # a cutoff of 0 aborts trec_eval
 SUPPORTED = "nDCG@k, RR@k, R@k, P@k, MAP, MAP@k"
 
 
@@ -65,6 +68,10 @@ def evaluate(run: Run, qrels: Qrels, metrics: list[str], relevance_level: int = 
     """
     parsed = [parse_metric(m) for m in metrics]
     run_dict = run_as_dict(run)
+    if run_dict and qrels and not set(run_dict) & set(qrels):
+        log.warning("none of the run's %d queries is judged in the qrels (%d queries; e.g. run %r, qrels %r): "
+                    "every score is 0; are the run and the qrels from the same topic set?",
+                    len(run_dict), len(qrels), next(iter(run_dict)), next(iter(qrels)))
     results: dict[str, dict[str, float]] = {}
     for metric in parsed:
         measure = metric.trec_eval_measure

@@ -14,10 +14,12 @@ the same ``built_from`` (:func:`pyserini_ext.store.ensure_built`).
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import importlib.resources
 import json
 import logging
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -45,13 +47,22 @@ def anserini_jar() -> Path:
     return Path(max(jars))
 
 
+def _die_with_parent() -> None:
+    """In the child JVM, before it starts: ask Linux to kill it when this process dies, so a
+    killed index build leaves no orphan JVM writing into a folder nobody will finish."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent's kill leaves the JVM to finish alone
+        pass
+
+
 def run_anserini(main_class: str, args: list[str]) -> None:
     runtime = jvm.configure()
     cmd = [str(runtime.home / "bin" / "java"), "-cp", str(anserini_jar()), main_class, *args]
     if runtime.has_vector_module:
         cmd.insert(1, f"--add-modules={jvm.VECTOR_MODULE}")
     log.info("running %s", " ".join(cmd))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_die_with_parent)
     if proc.returncode != 0:
         raise RuntimeError(f"Anserini {main_class} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
 
@@ -72,7 +83,8 @@ def build_lucene_index(
 
     def build(partial: Path) -> dict:
         count, first, last = 0, None, None
-        with tempfile.TemporaryDirectory(prefix=f".{index_dir.name}.collection-", dir=index_dir.parent) as collection:
+        # Inside the partial, so a killed build's collection goes with its partial (Lucene ignores it).
+        with tempfile.TemporaryDirectory(prefix=".collection-", dir=partial) as collection:
             with open(Path(collection) / "docs.jsonl", "w", encoding="utf-8") as f:
                 for doc in tqdm(docs, desc=f"writing {index_dir.name} collection", unit="doc", disable=quiet):
                     f.write(json.dumps({"id": doc.docid, "contents": contents(doc)}, ensure_ascii=False) + "\n")

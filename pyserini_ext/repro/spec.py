@@ -17,8 +17,10 @@
         tolerance: 0.0001
         source: where the expected value comes from (paper table, Pyserini page, MTEB)
 
-Every problem names the file and the key. ``precision`` (decimal places compared
-for an exact OK) defaults to the number of decimals ``expected`` is written with.
+Every problem names the file and the key; types and ranges are checked when the spec is
+read (:mod:`pyserini_ext.schema`): ``expected`` and ``tolerance`` are finite numbers in
+[0, 1], ``hits`` at least 1. ``precision`` (decimal places compared for an exact OK)
+defaults to the number of decimals ``expected`` is written with (``5.0e-1``: 2).
 """
 
 from __future__ import annotations
@@ -28,32 +30,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyserini_ext.config import read_yaml_mapping
+from pyserini_ext.config import read_text_file, read_yaml_mapping
 from pyserini_ext.eval.metrics import UnknownMetricError, parse_metric
+from pyserini_ext.schema import InputError, checked, from_mapping
 from pyserini_ext.search.ties import TIE_POLICIES
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     pass
 
 
 @dataclass(frozen=True)
 class Expectation:
     metric: str
-    expected: float
-    tolerance: float
-    source: str
-    precision: int
+    expected: float = checked(ge=0.0, le=1.0)  # every supported metric is a mean of values in [0, 1]
+    tolerance: float = checked(ge=0.0, le=1.0)
+    source: str = checked()
+    precision: int = checked(ge=0, le=12)
 
 
 @dataclass(frozen=True)
 class Pipeline:
     searcher: str
     params: dict[str, Any] = field(default_factory=dict)
-    hits: int = 1000
+    hits: int = checked(1000, ge=1)
     remove_query: bool = False
-    tie_policy: str = "docid"
-    seed: int = 0
+    tie_policy: str = checked("docid", choices=TIE_POLICIES)
+    seed: int = checked(0, ge=0)
 
 
 @dataclass(frozen=True)
@@ -70,34 +73,46 @@ class Spec:
     downloads: str = ""  # what the spec needs fetched first (large); `repro run --all` skips it without --downloads
 
 
-TOP_KEYS = {"description": False, "dataset": True, "split": True, "pipeline": True, "relevance_level": False,
-            "metrics": True, "train": False, "downloads": False}
-PIPELINE_KEYS = {"searcher", "params", "hits", "remove_query", "tie_policy", "seed"}
-METRIC_KEYS = {"expected": True, "tolerance": True, "source": True, "precision": False}
+@dataclass(frozen=True)
+class _SpecFile:
+    """The keys of a spec file (``metrics`` is read separately: its keys are metric names)."""
+
+    dataset: str
+    split: str
+    pipeline: Pipeline
+    description: str = ""
+    relevance_level: int = checked(1, ge=1)
+    train: tuple[str, ...] = ()
+    downloads: str = ""
+
+
+_NUMBER = re.compile(r"[-+]?([0-9][0-9_]*)?(?:\.([0-9_]*))?(?:[eE]([-+]?[0-9]+))?")
 
 
 def _decimals(raw_text: str, metric: str, value: float) -> int:
-    """Decimals of ``expected`` as written in the file (YAML floats forget trailing zeros)."""
-    match = re.search(rf"^\s*{re.escape(metric)}\s*:\s*\n(?:.*\n)*?\s*expected\s*:\s*([0-9.]+)", raw_text, re.MULTILINE)
-    written = match.group(1) if match else repr(value)
-    return len(written.split(".")[1]) if "." in written else 0
+    """Decimals of ``expected`` as written in the file (YAML floats forget trailing zeros):
+    ``0.3120`` has 4, ``5.0e-1`` (0.50) has 2."""
+    match = re.search(rf"^\s*{re.escape(metric)}\s*:\s*\n(?:.*\n)*?\s*expected\s*:\s*([-+0-9._eE]+)",
+                      raw_text, re.MULTILINE)
+    written = _NUMBER.fullmatch(match.group(1)) if match else None
+    if written is None:
+        written = _NUMBER.fullmatch(repr(value))
+    fraction = (written.group(2) or "").replace("_", "") if written else ""
+    exponent = int(written.group(3)) if written and written.group(3) else 0
+    return max(0, len(fraction) - exponent)
 
 
 def parse_spec(path: Path | str) -> Spec:
     path = Path(path)
-    text = path.read_text()
+    text = read_text_file(path, SpecError)
     raw = read_yaml_mapping(path, SpecError, text)
-    _check_keys(path, "", raw, TOP_KEYS)
+    if "metrics" not in raw:
+        raise SpecError(f"{path}: missing key 'metrics'")
+    metrics_raw = raw.pop("metrics")
+    if isinstance(raw.get("train"), str):
+        raw["train"] = [raw["train"]]
+    top = from_mapping(_SpecFile, raw, str(path), SpecError)
 
-    pipeline_raw = raw["pipeline"]
-    if not isinstance(pipeline_raw, dict):
-        raise SpecError(f"{path}: key 'pipeline': expected a mapping")
-    _check_keys(path, "pipeline.", pipeline_raw, {k: k == "searcher" for k in PIPELINE_KEYS})
-    pipeline = Pipeline(**pipeline_raw)
-    if pipeline.tie_policy not in TIE_POLICIES:
-        raise SpecError(f"{path}: key 'pipeline.tie_policy': {pipeline.tie_policy!r} is not one of {', '.join(TIE_POLICIES)}")
-
-    metrics_raw = raw["metrics"]
     if not isinstance(metrics_raw, dict) or not metrics_raw:
         raise SpecError(f"{path}: key 'metrics': expected a non-empty mapping of metric name to expectation")
     metrics = []
@@ -108,30 +123,13 @@ def parse_spec(path: Path | str) -> Spec:
             raise SpecError(f"{path}: key 'metrics.{metric}': {err}") from None
         if not isinstance(entry, dict):
             raise SpecError(f"{path}: key 'metrics.{metric}': expected a mapping with expected, tolerance, source")
-        _check_keys(path, f"metrics.{metric}.", entry, METRIC_KEYS)
-        for key in ("expected", "tolerance"):
-            if not isinstance(entry[key], (int, float)) or isinstance(entry[key], bool):
-                raise SpecError(f"{path}: key 'metrics.{metric}.{key}': expected a number, got {entry[key]!r}")
-        precision = entry.get("precision", _decimals(text, str(metric), float(entry["expected"])))
-        metrics.append(Expectation(str(metric), float(entry["expected"]), float(entry["tolerance"]),
-                                   str(entry["source"]), int(precision)))
-    train = raw.get("train", [])
-    if isinstance(train, str):
-        train = [train]
-    if not isinstance(train, list) or not all(isinstance(t, str) for t in train):
-        raise SpecError(f"{path}: key 'train': expected a training config name or a list of them, got {train!r}")
-    return Spec(
-        train=tuple(train), name=path.stem, path=path, description=str(raw.get("description", "")).strip(),
-        dataset=str(raw["dataset"]), split=str(raw["split"]), pipeline=pipeline,
-        relevance_level=int(raw.get("relevance_level", 1)), metrics=tuple(metrics),
-        downloads=str(raw.get("downloads") or "").strip(),
-    )
-
-
-def _check_keys(path: Path, prefix: str, raw: dict, keys: dict[str, bool]) -> None:
-    for key, required in keys.items():
-        if required and key not in raw:
-            raise SpecError(f"{path}: missing key '{prefix}{key}'")
-    for key in raw:
-        if key not in keys:
-            raise SpecError(f"{path}: unknown key '{prefix}{key}'; known: {', '.join(sorted(keys))}")
+        decimals = None
+        if isinstance(entry.get("expected"), float):
+            decimals = _decimals(text, str(metric), entry["expected"])
+        elif isinstance(entry.get("expected"), int) and not isinstance(entry.get("expected"), bool):
+            decimals = 0
+        metrics.append(from_mapping(Expectation, entry, str(path), SpecError, prefix=f"metrics.{metric}.",
+                                    given={"metric": str(metric)}, defaults={"precision": decimals}))
+    return Spec(name=path.stem, path=path, description=top.description.strip(), dataset=top.dataset,
+                split=top.split, pipeline=top.pipeline, relevance_level=top.relevance_level,
+                metrics=tuple(metrics), train=top.train, downloads=top.downloads.strip())

@@ -9,11 +9,12 @@ trec_eval evaluates exactly that order.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
-from pyserini_ext.data.readers import DataFormatError, whitespace_rows
+from pyserini_ext.data.readers import DataFormatError, check_id, whitespace_rows
 from pyserini_ext.search.ties import TieOrder, strictly_decreasing, total_order
 
 
@@ -72,14 +73,22 @@ def write_trec_run(run: Run, path: Path | str, tag: str = "pyserini_ext") -> Pat
 
 
 def read_trec_run(path: Path | str) -> dict[str, list[Hit]]:
-    """Read a TREC run, keeping each query's lines in file order."""
+    """Read a TREC run, keeping each query's lines in file order. A score that is not a finite
+    number, and a docid listed twice for one query, are errors naming the line."""
     path = Path(path)
     run: dict[str, list[Hit]] = {}
+    listed: set[tuple[str, str]] = set()
     for lineno, (qid, _, docid, _, score, _) in whitespace_rows(path, ("qid", "Q0", "docid", "rank", "score", "tag")):
         try:
-            run.setdefault(qid, []).append(Hit(docid, float(score)))
+            value = float(score)
         except ValueError:
             raise DataFormatError(path, lineno, "score", f"not a number: {score!r}") from None
+        if not math.isfinite(value):
+            raise DataFormatError(path, lineno, "score", f"not a finite number: {score!r}")
+        if (qid, docid) in listed:
+            raise DataFormatError(path, lineno, "docid", f"{docid!r} listed twice for query {qid!r}")
+        listed.add((qid, docid))
+        run.setdefault(check_id(path, lineno, "qid", qid), []).append(Hit(check_id(path, lineno, "docid", docid), value))
     return run
 
 

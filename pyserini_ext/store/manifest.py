@@ -25,7 +25,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pyserini_ext.store.atomic import OWNER, building, write_atomic
+from pyserini_ext.store.atomic import OWNER, building, folder_lock, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,8 @@ def read_manifest(folder: Path | str) -> dict | None:
 
 
 def require_manifest(folder: Path | str, kind: str | None = None) -> dict:
-    """The manifest of a complete folder of ``kind``, its files checked (present, sizes);
+    """The manifest of a complete folder of ``kind``, its files checked (present, sizes, and
+    the SHA-256 of those the manifest records one for: shard folders);
     :class:`ManifestError` otherwise."""
     folder = Path(folder)
     manifest = read_manifest(folder)
@@ -143,10 +144,34 @@ def require_manifest(folder: Path | str, kind: str | None = None) -> dict:
         raise ManifestError(f"{folder} {what}")
     if kind is not None and manifest.get("kind") != kind:
         raise ManifestError(f"{folder} holds {manifest.get('kind')!r}, not {kind!r}")
-    problems = file_problems(folder, manifest)
+    problems = file_problems(folder, manifest) or hash_problems(folder, manifest)
     if problems:
         raise ManifestError(f"{folder} disagrees with its manifest ({'; '.join(problems)}); build it again")
     return manifest
+
+
+_VERIFIED: dict[tuple, str] = {}  # (path, size, mtime_ns, inode) -> SHA-256 checked in this process
+
+
+def hash_problems(folder: Path | str, manifest: dict) -> list[str]:
+    """Files whose SHA-256 differs from the manifest's (those it records one for). Each file
+    is hashed once per process and file state (size, mtime, inode), so reopening is cheap."""
+    folder, problems = Path(folder), []
+    for name, entry in manifest.get("files", {}).items():
+        if "sha256" not in entry:
+            continue
+        path = folder / name
+        stat = path.stat()
+        key = (str(path.absolute()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        if _VERIFIED.get(key) == entry["sha256"]:
+            continue
+        actual = file_sha256(path)
+        if actual != entry["sha256"]:
+            problems.append(f"{name} has SHA-256 {actual[:16]}..., the manifest says {entry['sha256'][:16]}... "
+                            f"(changed on disk since it was written)")
+        else:
+            _VERIFIED[key] = actual
+    return problems
 
 
 def manifest_digest(folder: Path | str) -> str:
@@ -261,6 +286,12 @@ def ensure_built(folder: Path | str, built_from: dict | None, build_fn: Callable
     build of this kind; anything else is refused (:class:`ManifestError`), never deleted.
     """
     folder = Path(folder)
+    with folder_lock(folder):  # one builder at a time; a waiter then finds the folder current
+        return _ensure_built(folder, built_from, build_fn, what, resume, legacy)
+
+
+def _ensure_built(folder: Path, built_from: dict | None, build_fn: Callable[[Path], dict], what: str,
+                  resume: bool, legacy: Callable[[Path], bool] | None) -> Path:
     state = check_built_from(folder, built_from)
     if state == "current":
         log.info("%s %s is current; reusing it", what, folder)

@@ -25,6 +25,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,9 @@ def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()
+
+
+_PLAIN_ID = re.compile(r"[^\s\ud800-\udfff]+")
 
 
 def read_docids(path: Path) -> list[str]:
@@ -151,6 +155,10 @@ def encode_in_shards(docs: Iterable[Document], encode: Callable[[list[Document]]
             if not chunk:
                 n_shards = i
                 break
+            for doc in chunk:  # the readers refuse these with file and line; documents built in Python too
+                if not _PLAIN_ID.fullmatch(doc.docid) or not doc.docid.isprintable():
+                    raise ValueError(f"docid {doc.docid!r} (document {count + chunk.index(doc) + 1}) is empty or holds "
+                                     f"whitespace or a control character; docids are stored one per line")
             digest = docs_sha256(chunk)
             corpus.update(digest.encode("ascii"))
             count, first, last = count + len(chunk), first if first is not None else chunk[0].docid, chunk[-1].docid

@@ -24,6 +24,7 @@ import numpy as np
 
 from pyserini_ext.data.datasets import Dataset
 from pyserini_ext.index.dense import write_atomic
+from pyserini_ext.schema import checked
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,9 @@ class Example:
 class Negatives:
     searcher: str = "bm25"  # a named searcher (pyserini_ext.recipes.SEARCHERS)
     params: dict = field(default_factory=dict)  # its parameters, e.g. {encoder: all-minilm-l6-v2}
-    depth: int = 30  # hits searched per query
-    count: int = 3  # negatives per list
-    seed: int = 0
+    depth: int = checked(30, ge=1)  # hits searched per query
+    count: int = checked(3, ge=1)  # negatives per list
+    seed: int = checked(0, ge=0)
 
 
 def mine_examples(dataset: Dataset, split: str, negatives: Negatives, workdir: Path, quiet: bool = True) -> list[Example]:

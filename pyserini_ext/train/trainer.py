@@ -48,6 +48,7 @@ import torch
 from pyserini_ext.config import read_yaml_mapping
 from pyserini_ext.paths import safe_name, trained_model_dir, work_dir
 from pyserini_ext.resources import find_resource, resource_names
+from pyserini_ext.schema import InputError, checked, from_mapping
 from pyserini_ext.store.atomic import building, open_atomic
 from pyserini_ext.train import losses
 from pyserini_ext.train.data import Negatives
@@ -61,7 +62,7 @@ MATRIX_LOSSES = {"info_nce", "tct_inbatch_kl"}
 TEACHER_LOSSES = LIST_LOSSES | {"tct_inbatch_kl"}
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     pass
 
 
@@ -70,7 +71,7 @@ class DataConfig:
     dataset: str = "beir/scifact"
     split: str = "train"
     negatives: Negatives = Negatives()
-    max_lists: int = 0  # >0: train on the first this many lists only (smoke tests)
+    max_lists: int = checked(0, ge=0)  # >0: train on the first this many lists only (smoke tests)
 
 
 @dataclass(frozen=True)
@@ -85,18 +86,18 @@ class TrainConfig:
     teacher: str = ""
     loss: dict = field(default_factory=lambda: {"name": "info_nce"})
     scorer: str = ""
-    k_train: int = 0
-    score_scale: float = 1.0
-    batch_size: int = 8
-    accumulation: int = 1
-    grad_cache_chunk: int = 0
-    learning_rate: float = 2e-5
-    weight_decay: float = 0.01
-    warmup: float = 0.1
-    epochs: int = 1
-    max_steps: int = 0
-    seed: int = 0
-    checkpoint_every: int = 20
+    k_train: int = checked(0, ge=0)
+    score_scale: float = checked(1.0, gt=0)
+    batch_size: int = checked(8, ge=1)
+    accumulation: int = checked(1, ge=1)
+    grad_cache_chunk: int = checked(0, ge=0)
+    learning_rate: float = checked(2e-5, gt=0, le=1)
+    weight_decay: float = checked(0.01, ge=0)
+    warmup: float = checked(0.1, ge=0, le=1)  # a fraction of the steps
+    epochs: int = checked(1, ge=1)
+    max_steps: int = checked(0, ge=0)
+    seed: int = checked(0, ge=0)
+    checkpoint_every: int = checked(20, ge=1)
 
     @property
     def loss_name(self) -> str:
@@ -120,34 +121,23 @@ def load_config(name_or_path: str | Path) -> TrainConfig:
 
 
 def parse_config(raw: dict, name: str, where: str = "<config>") -> TrainConfig:
-    raw = dict(raw)
-    data = raw.pop("data", {})
-    _check(where, "data.", data, DataConfig)
-    negatives = data.get("negatives", {})
-    _check(where, "data.negatives.", negatives, Negatives)
-    _check(where, "", raw, TrainConfig, exclude={"name", "data"})
-    if "student" not in raw:
-        raise ConfigError(f"{where}: missing key 'student'")
-    loss = raw.get("loss", {"name": "info_nce"})
-    if not isinstance(loss, dict) or loss.get("name") not in LIST_LOSSES | MATRIX_LOSSES:
+    """A training config from its parsed YAML; types and ranges are checked by the one schema
+    mechanism (:mod:`pyserini_ext.schema`), every problem naming ``where`` and the key."""
+    config = from_mapping(TrainConfig, raw, where, ConfigError, given={"name": name})
+    loss = config.loss
+    if loss.get("name") not in LIST_LOSSES | MATRIX_LOSSES:
         raise ConfigError(f"{where}: key 'loss.name': expected one of {', '.join(sorted(LIST_LOSSES | MATRIX_LOSSES))}, "
-                          f"got {loss!r}")
-    if loss["name"] in TEACHER_LOSSES and not raw.get("teacher"):
+                          f"got {loss.get('name')!r}")
+    if loss["name"] in TEACHER_LOSSES and not config.teacher:
         raise ConfigError(f"{where}: key 'teacher': loss {loss['name']!r} distils from a teacher; name its card")
-    config = TrainConfig(name=name, data=DataConfig(**{**data, "negatives": Negatives(**negatives)}), **raw)
-    for key in ("batch_size", "accumulation", "epochs", "checkpoint_every"):
-        if getattr(config, key) < 1:
-            raise ConfigError(f"{where}: key {key!r}: must be at least 1, got {getattr(config, key)}")
+    for key in ("student", "output_card", "init", "teacher"):
+        value = getattr(config, key)
+        if value:
+            try:
+                safe_name(value, "encoder card")
+            except ValueError as err:
+                raise ConfigError(f"{where}: key {key!r}: {err}") from None
     return config
-
-
-def _check(where: str, prefix: str, raw: Any, kind: type, exclude: set[str] = frozenset()) -> None:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: key {prefix.rstrip('.') or '(top)'!r}: expected a mapping")
-    known = {f.name for f in dataclasses.fields(kind)} - exclude
-    for key in raw:
-        if key not in known:
-            raise ConfigError(f"{where}: unknown key '{prefix}{key}'; known: {', '.join(sorted(known))}")
 
 
 # --- determinism -------------------------------------------------------------------------------
@@ -159,15 +149,23 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state as tensors and plain data (lists, ints, floats, strings), so a
+    checkpoint loads with ``torch.load(weights_only=True)``: no pickled objects, no code."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": [version, list(internal), gauss],
+             "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -295,7 +293,12 @@ class Trainer:
         """Continue from the checkpoint, when there is one."""
         if not self.checkpoint_path.exists():
             return
-        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        try:  # weights_only: a checkpoint is tensors and plain data; unpickling objects could run code
+            state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 (torch raises UnpicklingError, RuntimeError, EOFError...)
+            raise ConfigError(f"{self.checkpoint_path}: not a checkpoint this trainer wrote "
+                              f"({type(err).__name__}: {' '.join(str(err).split())[:200]}); "
+                              f"delete it to start over") from None
         if state["config"] != dataclasses.asdict(self.config):
             raise ValueError(f"{self.checkpoint_path} was written by a different config; delete it to start over")
         self.model.load_state_dict(state["model"])
