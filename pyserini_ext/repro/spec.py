@@ -11,6 +11,7 @@
       tie_policy: docid            # docid | reverse | shuffle (with seed)
     relevance_level: 1             # for binary metrics (RR, R, P, MAP)
     train: [scifact-colbert-teacher] # training configs (training/NAME.yaml) run first, unless trained
+    baseline: scifact-bm25-flat    # optional: per-query paired t-test against this spec's run
     metrics:
       nDCG@10:
         expected: 0.6789
@@ -67,10 +68,11 @@ class Spec:
     relevance_level: int
     metrics: tuple[Expectation, ...]
     train: tuple[str, ...] = ()
+    baseline: str | None = None  # another spec's name: significance marks compare against it
 
 
 TOP_KEYS = {"description": False, "dataset": True, "split": True, "pipeline": True, "relevance_level": False,
-            "metrics": True, "train": False}
+            "metrics": True, "train": False, "baseline": False}
 PIPELINE_KEYS = {"searcher", "params", "hits", "remove_query", "tie_policy", "seed"}
 METRIC_KEYS = {"expected": True, "tolerance": True, "source": True, "precision": False}
 
@@ -119,8 +121,11 @@ def parse_spec(path: Path | str) -> Spec:
         train = [train]
     if not isinstance(train, list) or not all(isinstance(t, str) for t in train):
         raise SpecError(f"{path}: key 'train': expected a training config name or a list of them, got {train!r}")
+    baseline = raw.get("baseline")
+    if baseline is not None and (not isinstance(baseline, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", baseline)):
+        raise SpecError(f"{path}: key 'baseline': expected the name of another spec, got {baseline!r}")
     return Spec(
-        train=tuple(train), name=path.stem, path=path, description=str(raw.get("description", "")).strip(),
+        baseline=baseline, train=tuple(train), name=path.stem, path=path, description=str(raw.get("description", "")).strip(),
         dataset=str(raw["dataset"]), split=str(raw["split"]), pipeline=pipeline,
         relevance_level=int(raw.get("relevance_level", 1)), metrics=tuple(metrics),
     )
