@@ -118,10 +118,27 @@ def _workspace(args, ties=None):
 def cmd_index(args) -> int:
     from pyserini_ext.recipes import build_searcher
 
+    import time
+
+    from pyserini_ext.recipes import corpus_size
+
+    started = time.perf_counter()
     ws = _workspace(args)
     build_searcher(args.searcher, _params(args.param), ws)
-    print(f"{args.searcher} index for {ws.dataset.name} ready under {ws.workdir / 'indexes'}")
+    seconds = time.perf_counter() - started
+    folders = sorted(f for f in ws.used if f.is_dir())
+    size = sum(p.stat().st_size for f in folders for p in f.rglob("*") if p.is_file())
+    print(f"{args.searcher} index for {ws.dataset.name}: {', '.join(map(str, folders)) or ws.workdir / 'indexes'}; "
+          f"{corpus_size(ws):,} documents, {_human_bytes(size)} on disk, {seconds:.1f} s")
     return 0
+
+
+def _human_bytes(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
 
 
 def cmd_search(args) -> int:
@@ -341,6 +358,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """Without -v: no INFO lines from Java (Lucene's MemorySegmentIndexInput notice), no
+    transformers warnings or weight-loading bars; our own progress bars stay."""
+    import jnius_config
+
+    if not jnius_config.vm_running:
+        quiet = Path(__file__).resolve().parent / "java-logging-quiet.properties"
+        jnius_config.add_options(f"-Djava.util.logging.config.file={quiet}")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    else:  # transformers reads this when first imported; its bars check huggingface_hub's switch
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
 # Verbs that may run an encoder (and so torch): the others start faster without it.
 ENCODING_VERBS = {"repro", "index", "search", "qpp", "typo", "train", "encoders"}
 
@@ -349,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        _quiet_libraries()
     import pyserini_ext  # noqa: F401  (configures Java before any verb imports pyserini)
 
     if args.verb in ENCODING_VERBS:
