@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urljoin, urlparse
+from urllib.parse import urlparse
 
 import pytest
 
@@ -222,3 +222,18 @@ def test_an_expander_shows_the_commands_and_the_copy_button_copies_them(site, br
     browser.get(served + "cacm.html")
     shot = tmp / "cacm.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+
+def test_a_spec_changed_since_its_last_run_is_stale(recorded):
+    from pyserini_ext.repro.pages import collect
+
+    tmp, results, _ = recorded
+    spec = tmp / "specs" / "cacm-bm25-short.yaml"
+    original = spec.read_text()
+    try:
+        spec.write_text(original.replace("hits: 1000", "hits: 100"))
+        rows = {row.name: row for page in collect(results)[0] for row in page.rows}
+        assert rows["cacm-bm25-short"].stale
+        assert not rows["cacm-bm25"].stale and not rows["cacm-bm25-lucene-defaults"].stale
+    finally:
+        spec.write_text(original)

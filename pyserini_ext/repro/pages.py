@@ -31,7 +31,7 @@ from pyserini_ext.resources import resource_dir
 log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-NOT_RUN, STALE = "not run", "stale"
+NOT_RUN = "not run"
 VERDICTS = (OK, WITHIN, IMPROVED, FAIL, ERROR, NOT_RUN)
 VERDICT_CLASS = {OK: "ok", WITHIN: "within", IMPROVED: "improved", FAIL: "fail", ERROR: "error", NOT_RUN: "notrun"}
 FAMILY_TITLES = {"nDCG": "nDCG", "R": "Recall", "RR": "Reciprocal rank", "MAP": "Mean average precision",
@@ -81,21 +81,6 @@ class Row:
     stale: bool
     error: str | None = None
     baseline: str | None = None
-
-    @property
-    def verdicts(self) -> list[str]:
-        return [c.verdict for c in self.cells.values()]
-
-    @property
-    def state(self) -> str:
-        if self.record is None:
-            return NOT_RUN
-        if self.error:
-            return ERROR
-        for worst in (FAIL, IMPROVED, WITHIN):
-            if worst in self.verdicts:
-                return worst
-        return OK
 
 
 @dataclass
