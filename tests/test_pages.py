@@ -130,6 +130,7 @@ def browser():
     if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
         pytest.skip(f"needs headless Chromium: {CHROMIUM} and {CHROMEDRIVER} are missing; "
                     f"install the Debian packages chromium and chromium-driver (apt-get install chromium chromium-driver)")
+    pytest.importorskip("selenium", reason="needs the Python package selenium (pip install -e '.[test]')")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
