@@ -79,7 +79,7 @@ def _run_and_record(items, args) -> int:
 
     results = args.results or results_dir(args.work)
     outcomes = run_specs(items, args.work, args.quiet, results,
-                         progress=lambda name: print(f"running {name} ...", file=sys.stderr, flush=True))
+                         progress=lambda name, i, n: print(f"running {name} ({i}/{n}) ...", file=sys.stderr, flush=True))
     comparisons = compare_with_baselines(latest_records(results))
     print(format_outcomes(outcomes, {key: c.mark for key, c in comparisons.items()}))
     verdicts = [v for o in outcomes for v in o.verdicts]

@@ -98,14 +98,14 @@ def run_specs(items: list[tuple[str, Spec | Exception]], workdir: Path | None = 
     """Run every spec, record each, and go on past one that fails: it becomes an ERROR outcome.
 
     ``items`` pairs a name with its parsed spec, or with the error that parsing it raised.
-    ``progress(name)`` is called before each spec (the CLI prints there).
+    ``progress(name, i, n)`` is called before the i-th of n specs (the CLI prints there).
     """
     workdir = Path(workdir or work_dir())
     results = Path(results or results_dir(workdir))
     outcomes = []
-    for name, spec in items:
+    for i, (name, spec) in enumerate(items, 1):
         if progress:
-            progress(name)
+            progress(name, i, len(items))
         if isinstance(spec, Exception):
             outcome = Outcome(name, None, error=_reason(spec))
         else:
