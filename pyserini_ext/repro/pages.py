@@ -273,7 +273,7 @@ def typo_figures(folder: Path) -> list[Figure]:
         positive = sum(d > 0 for d in differences)
         figures.append(Figure(f"DL-Typo: {path.stem.removeprefix('dl-typo-')}", _png(figure),
                               f"From {path.name} ({len(differences)} queries, {positive} with a larger norm when "
-                              f"typoed), written by `pyserini-ext typo`."))
+                              f"typoed), written by `pyserini-ext typo`; that table records no date or machine."))
     return figures
 
 
