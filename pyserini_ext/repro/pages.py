@@ -219,10 +219,10 @@ def pareto_figures(benchmarks: list[tuple[Path, dict]]) -> list[Figure]:
             continue
         plt = _pyplot()
         figure, axis = plt.subplots(figsize=(7, 4.5))
-        for r in rows:
+        for i, r in enumerate(rows):
             axis.scatter(r["ms_per_query"], r[metric], color="#4c78a8")
             axis.annotate(str(r.get("condition", r.get("name", "?"))), (r["ms_per_query"], r[metric]), fontsize=7,
-                          xytext=(4, 3), textcoords="offset points")
+                          xytext=(4, 3 if i % 2 == 0 else -10), textcoords="offset points")  # neighbours apart
         frontier = _frontier([(r["ms_per_query"], r[metric]) for r in rows])
         axis.plot(*zip(*frontier), color="#e45756", linewidth=1, label="Pareto frontier")
         axis.set_xscale("log")
