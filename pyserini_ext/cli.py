@@ -98,10 +98,9 @@ def _run_and_record(items, args) -> int:
 
 
 def cmd_repro_pages(args) -> int:
+    from pyserini_ext.paths import work_dir
     from pyserini_ext.repro.pages import write_site
     from pyserini_ext.repro.results import results_dir
-
-    from pyserini_ext.paths import work_dir
 
     out = args.out or (args.work or work_dir()) / "pages"
     index = write_site(out, args.results or results_dir(args.work))
@@ -116,11 +115,9 @@ def _workspace(args, ties=None):
 
 
 def cmd_index(args) -> int:
-    from pyserini_ext.recipes import build_searcher
-
     import time
 
-    from pyserini_ext.recipes import corpus_size
+    from pyserini_ext.recipes import build_searcher, corpus_size
 
     started = time.perf_counter()
     ws = _workspace(args)
