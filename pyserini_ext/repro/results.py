@@ -106,19 +106,17 @@ def run_specs(items: list[tuple[str, Spec | Exception]], workdir: Path | None = 
     for i, (name, spec) in enumerate(items, 1):
         if progress:
             progress(name, i, len(items))
-        if isinstance(spec, Exception):
-            outcome = Outcome(name, None, error=_reason(spec))
-        else:
-            started = time.perf_counter()
-            try:
-                verdicts, per_query = measure_spec(spec, workdir, quiet)
-                outcome = Outcome(name, spec, verdicts, per_query)
-            except Exception as err:  # one spec that cannot run must not stop the others
-                log.debug("%s could not run:\n%s", name, traceback.format_exc())
-                outcome = Outcome(name, spec, error=_reason(err))
-            outcome.record = make_record(outcome, workdir, time.perf_counter() - started)
-        if outcome.record is None:
-            outcome.record = make_record(outcome, workdir, 0.0)
+        if isinstance(spec, Exception):  # not a readable spec: an ERROR row, nothing recorded
+            outcomes.append(Outcome(name, None, error=_reason(spec)))
+            continue
+        started = time.perf_counter()
+        try:
+            verdicts, per_query = measure_spec(spec, workdir, quiet)
+            outcome = Outcome(name, spec, verdicts, per_query)
+        except Exception as err:  # one spec that cannot run must not stop the others
+            log.debug("%s could not run:\n%s", name, traceback.format_exc())
+            outcome = Outcome(name, spec, error=_reason(err))
+        outcome.record = make_record(outcome, workdir, time.perf_counter() - started)
         outcome.path = write_record(outcome.record, results)
         outcomes.append(outcome)
     return outcomes
@@ -133,12 +131,12 @@ def make_record(outcome: Outcome, workdir: Path, seconds: float) -> dict:
     spec = outcome.spec
     record = {
         "spec": outcome.name,
-        "spec_sha256": spec_sha256(spec.path) if spec else None,
-        "spec_path": str(spec.path) if spec else None,
-        "dataset": spec.dataset if spec else None,
-        "description": spec.description if spec else "",
-        "baseline": getattr(spec, "baseline", None) if spec else None,
-        "commands": commands(spec, Path("work")) if spec else [],
+        "spec_sha256": spec_sha256(spec.path),
+        "spec_path": str(spec.path),
+        "dataset": spec.dataset,
+        "description": spec.description,
+        "baseline": spec.baseline,
+        "commands": commands(spec, Path("work")),
         "commit": commit(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -147,7 +145,7 @@ def make_record(outcome: Outcome, workdir: Path, seconds: float) -> dict:
         "rows": [],
         "per_query": {},
     }
-    if spec and outcome.error:
+    if outcome.error:
         record["rows"] = [{"metric": e.metric, "expected": e.expected, "tolerance": e.tolerance,
                            "precision": e.precision, "source": e.source, "measured": None, "verdict": ERROR}
                           for e in spec.metrics]
