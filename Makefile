@@ -20,8 +20,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
+# Ends by writing the reproduction pages (work/pages/index.html) from what the run recorded,
+# also when a spec failed (the pages show it).
 demo: install
-	$(BIN)/pyserini-ext repro run --all
+	$(BIN)/pyserini-ext repro run --all; status=$$?; $(BIN)/pyserini-ext repro page && exit $$status
 
 # The specs of models trained here (training/*.yaml): each trains first (a few minutes on 2 cores).
 demo-trained: install

@@ -9,5 +9,6 @@ BUNDLED = {f"pyserini_ext.bundled.{kind}": kind for kind in ("encoders", "regres
 setup(
     packages=find_packages(include=["pyserini_ext", "pyserini_ext.*"]) + list(BUNDLED),
     package_dir=BUNDLED,
-    package_data={name: ["*.yaml"] for name in BUNDLED},
+    package_data={**{name: ["*.yaml"] for name in BUNDLED}, "pyserini_ext.repro": ["templates/*.j2"],
+                  "pyserini_ext": ["*.properties"]},
 )

@@ -48,11 +48,13 @@ def _writable_file(path: Path) -> None:
 
 
 def cmd_repro(args) -> int:
-    from pyserini_ext.repro.runner import commands, find_spec, format_page, format_table, run_spec, spec_paths
+    from pyserini_ext.repro.runner import commands, find_spec, format_page, spec_paths
 
     if args.action == "page":
-        print(format_page([find_spec(str(p)) for p in spec_paths()]), end="")
-        return 0
+        if args.markdown:
+            print(format_page([find_spec(str(p)) for p in spec_paths()]), end="")
+            return 0
+        return cmd_repro_pages(args)
     if args.action == "list":
         for path in spec_paths():
             spec = find_spec(str(path))
@@ -64,10 +66,11 @@ def cmd_repro(args) -> int:
     if args.all:
         # Specs of trained models train first (minutes each): --all runs them only with --train.
         # Specs that need large downloads (MS MARCO) run only with --downloads.
-        specs = [s for s in (find_spec(str(p)) for p in spec_paths())
-                 if (args.train or not s.train) and (args.downloads or not s.downloads)]
+        items = [(n, s) for n, s in _parse_specs([str(p) for p in spec_paths()])
+                 if isinstance(s, Exception) or ((args.train or not s.train) and (args.downloads or not s.downloads))]
     else:
-        specs = [find_spec(n) for n in args.names]
+        items = _parse_specs(args.names)
+    specs = [s for _, s in items if not isinstance(s, Exception)]
     if args.dry_run or args.display_commands:
         for spec in specs:
             print(f"# {spec.name}: {spec.description}")
@@ -76,14 +79,56 @@ def cmd_repro(args) -> int:
             print()
         if args.dry_run:
             return 0
-    verdicts = []
-    for spec in specs:
-        print(f"running {spec.name} ...", file=sys.stderr, flush=True)
-        verdicts.extend(run_spec(spec, args.work, args.quiet))
-    print(format_table(verdicts))
+    return _run_and_record(items, args)
+
+
+def _parse_specs(names: list[str]) -> list:
+    """``(name, spec)`` per name; a spec that cannot be read pairs with its error (an ERROR row later)."""
+    from pyserini_ext.repro.runner import find_spec
+    from pyserini_ext.repro.spec import SpecError
+
+    items = []
+    for name in names:
+        try:
+            items.append((Path(name).stem, find_spec(name)))
+        except (SpecError, FileNotFoundError, ValueError) as err:
+            items.append((Path(name).stem, err))
+    return items
+
+
+def _run_and_record(items, args) -> int:
+    from pyserini_ext.eval.significance import compare_with_baselines
+    from pyserini_ext.repro.results import format_outcomes, latest_records, results_dir, run_specs
+
+    results = args.results or results_dir(args.work)
+    outcomes = run_specs(items, args.work, args.quiet, results,
+                         progress=lambda name, i, n: print(f"running {name} ({i}/{n}) ...", file=sys.stderr, flush=True))
+    comparisons = compare_with_baselines(latest_records(results))
+    print(format_outcomes(outcomes, {key: c.mark for key, c in comparisons.items()}))
+    verdicts = [v for o in outcomes for v in o.verdicts]
     failed = [v for v in verdicts if not v.passed]
-    print(f"\n{len(verdicts) - len(failed)}/{len(verdicts)} metrics pass" + (f"; {len(failed)} FAIL" if failed else ""))
-    return 1 if failed else 0
+    errors = [o for o in outcomes if o.error]
+    print(f"\n{len(verdicts) - len(failed)}/{len(verdicts)} metrics pass" + (f"; {len(failed)} FAIL" if failed else "")
+          + (f"; {len(errors)} spec(s) could not run (ERROR)" if errors else ""))
+    shown = {k: c for k, c in comparisons.items() if k[0] in {o.name for o in outcomes}}
+    if shown:
+        print("significance: paired t-test per query against the spec's baseline, Bonferroni-corrected per baseline, "
+              "p < 0.05 (▲ better, ▼ worse)")
+        for (name, metric), c in sorted(shown.items()):
+            print(f"  {name} {metric} {c.mark or '='} {c.describe()}")
+    print(f"results recorded under {results}")
+    return 1 if failed or errors else 0
+
+
+def cmd_repro_pages(args) -> int:
+    from pyserini_ext.paths import work_dir
+    from pyserini_ext.repro.pages import write_site
+    from pyserini_ext.repro.results import results_dir
+
+    out = args.out or (args.work or work_dir()) / "pages"
+    index = write_site(out, args.results or results_dir(args.work))
+    print(f"wrote the reproduction pages: {index}")
+    return 0
 
 
 def _workspace(args, ties=None):
@@ -93,12 +138,27 @@ def _workspace(args, ties=None):
 
 
 def cmd_index(args) -> int:
-    from pyserini_ext.recipes import build_searcher
+    import time
 
+    from pyserini_ext.recipes import build_searcher, corpus_size
+
+    started = time.perf_counter()
     ws = _workspace(args)
     build_searcher(args.searcher, _params(args.param), ws)
-    print(f"{args.searcher} index for {ws.dataset.name} ready under {ws.workdir / 'indexes'}")
+    seconds = time.perf_counter() - started
+    folders = sorted(f for f in ws.used if f.is_dir())
+    size = sum(p.stat().st_size for f in folders for p in f.rglob("*") if p.is_file())
+    print(f"{args.searcher} index for {ws.dataset.name}: {', '.join(map(str, folders)) or ws.workdir / 'indexes'}; "
+          f"{corpus_size(ws):,} documents, {_human_bytes(size)} on disk, {seconds:.1f} s")
     return 0
+
+
+def _human_bytes(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
 
 
 def cmd_search(args) -> int:
@@ -232,8 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
     repro = sub.add_parser("repro", help="list or run regression specs (regressions/*.yaml)")
     actions = repro.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="the specs, with dataset and metrics").set_defaults(func=cmd_repro)
-    actions.add_parser("page", help="print the Markdown reproduction page (docs/reproductions.md)").set_defaults(
-        func=cmd_repro)
+    p = actions.add_parser("page", help="write the HTML reproduction pages from the recorded results (or --markdown)")
+    p.add_argument("--out", type=Path, help="folder of the site (default work/pages)")
+    p.add_argument("--results", type=Path, help="recorded results (default WORK/results)")
+    p.add_argument("--work", type=Path, default=None, help="work folder whose results/ to read")
+    p.add_argument("--markdown", action="store_true", help="print the Markdown page (docs/reproductions.md) instead")
+    p.set_defaults(func=cmd_repro)
     p = actions.add_parser("run", help="run specs and print a verdict table; exit 1 on any FAIL")
     p.add_argument("names", nargs="*", help="spec names (file stems) or paths")
     p.add_argument("--all", action="store_true", help="run every spec that needs no training")
@@ -242,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --all: also the specs that need large downloads (MS MARCO corpora, Pyserini's prebuilt indexes)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--display-commands", action="store_true", help="print the commands, then run")
+    p.add_argument("--results", type=Path, help="where to record the results (default WORK/results)")
     common(p)
     p.set_defaults(func=cmd_repro)
 
@@ -317,6 +382,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """Without -v: no INFO lines from Java (Lucene's MemorySegmentIndexInput notice), no
+    transformers warnings or weight-loading bars; our own progress bars stay."""
+    import jnius_config
+
+    if not jnius_config.vm_running:
+        quiet = Path(__file__).resolve().parent / "java-logging-quiet.properties"
+        jnius_config.add_options(f"-Djava.util.logging.config.file={quiet}")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    else:  # transformers reads this when first imported; its bars check huggingface_hub's switch
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
 # Verbs that may run an encoder (and so torch): the others start faster without it.
 ENCODING_VERBS = {"repro", "index", "search", "qpp", "typo", "train", "encoders"}
 
@@ -325,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        _quiet_libraries()
     import pyserini_ext  # noqa: F401  (configures Java before any verb imports pyserini)
 
     if args.verb in ENCODING_VERBS:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,9 +37,12 @@ class Workspace:
     workdir: Path
     ties: TieOrder = TieOrder()
     quiet: bool = False
+    used: set = field(default_factory=set, compare=False, repr=False)  # the folders recipes asked for
 
     def root(self, encoder: str | None = None) -> Path:
-        return index_root(self.workdir, self.dataset.slug, encoder)
+        folder = index_root(self.workdir, self.dataset.slug, encoder)
+        self.used.add(folder)
+        return folder
 
     def built_from(self, card=None, **params) -> dict:
         """What a store or index folder records it was built from; any change rebuilds it."""
@@ -112,6 +115,23 @@ def _load_card(name: str):
     return load_card(name)
 
 
+def corpus_size(ws: Workspace) -> int:
+    """How many documents the corpus has (the total of progress bars): counted once, then read
+    from ``indexes/<dataset>.count.json``, kept while the corpus fingerprint is the same."""
+    path = index_root(ws.workdir, ws.dataset.slug).with_name(f"{ws.dataset.slug}.count.json")
+    fingerprint = ws.dataset.fingerprint()
+    try:
+        stored = json.loads(path.read_text())
+        if stored.get("corpus") == fingerprint:
+            return int(stored["count"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    count = sum(1 for _ in ws.dataset.docs())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"corpus": fingerprint, "count": count}) + "\n")
+    return count
+
+
 # --- Stores: what a card's documents become ----------------------------------------------
 
 STORE_FOLDERS = {"vectors": "shards", "impacts": "impact-encoded", "tokens": "tokens"}
@@ -128,7 +148,7 @@ def encoded_store(ws: Workspace, card) -> Path:
     encode = {"vectors": encode_corpus, "impacts": encode_impact_corpus, "tokens": encode_token_corpus}
     folder = store_dir(ws, card)
     encode[card.family.store](ws.dataset.docs(), card.document_encoder(), folder, quiet=ws.quiet,
-                              built_from=ws.built_from(card))
+                              built_from=ws.built_from(card), total=corpus_size(ws))
     return folder
 
 
@@ -147,7 +167,8 @@ def bm25_index_dir(ws: Workspace) -> Path:
 def bm25_index(ws: Workspace) -> Path:
     from pyserini_ext.index.lucene import build_lucene_index
 
-    return build_lucene_index(ws.dataset.docs(), bm25_index_dir(ws), quiet=ws.quiet, built_from=ws.built_from())
+    return build_lucene_index(ws.dataset.docs(), bm25_index_dir(ws), quiet=ws.quiet, built_from=ws.built_from(),
+                              total=corpus_size(ws))
 
 
 def build_bm25(params: Bm25Params, ws: Workspace):

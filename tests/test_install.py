@@ -125,3 +125,10 @@ def test_an_out_of_tree_plugin_adds_a_dataset_a_family_a_card_and_a_spec(tmp_pat
                       tmp_path, site)
     assert out.returncode == 0, out.stderr
     assert "px-tiny-hashing" in out.stdout and "FAIL" not in out.stdout and "1/1 metrics pass" in out.stdout
+
+
+def test_the_wheel_carries_the_page_templates(wheel_site):
+    """``pyserini-ext repro page`` renders Jinja2 templates shipped as package data."""
+    templates = wheel_site / "pyserini_ext" / "repro" / "templates"
+    shipped = sorted(p.name for p in templates.glob("*.j2"))
+    assert shipped == sorted(p.name for p in (ROOT / "pyserini_ext" / "repro" / "templates").glob("*.j2"))

@@ -35,10 +35,26 @@ def test_missing_query_counts_as_zero():
 
 
 def test_unknown_metric_is_named():
-    with pytest.raises(UnknownMetricError, match=r"unknown metric 'NDCG@10'; supported"):
-        parse_metric("NDCG@10")
+    with pytest.raises(UnknownMetricError, match=r"unknown metric 'NDGC@10'; supported"):
+        parse_metric("NDGC@10")
     with pytest.raises(UnknownMetricError):
         parse_metric("R")  # recall needs a cut-off
+
+
+@pytest.mark.parametrize("spelling, ours", [
+    ("ndcg_cut_10", "nDCG@10"), ("NDCG_CUT.10", "nDCG@10"), ("ndcg@10", "nDCG@10"), ("recall_100", "R@100"),
+    ("Recall.3", "R@3"), ("P_30", "P@30"), ("map", "MAP"), ("MAP_CUT_1000", "MAP@1000"), ("recip_rank", "RR"),
+    ("mrr@10", "RR@10"), ("rr@1", "RR@1"),
+])
+def test_trec_eval_spellings_in_any_case_are_ours(spelling, ours):
+    assert parse_metric(spelling).name == ours
+
+
+def test_a_trec_eval_spelling_measures_what_ours_does_keyed_as_asked():
+    asked = evaluate(RUN, QRELS, ["ndcg_cut_10", "recall_3", "MAP", "recip_rank"])
+    ours = evaluate(RUN, QRELS, ["nDCG@10", "R@3", "MAP"])
+    assert [asked["ndcg_cut_10"], asked["recall_3"], asked["MAP"]] == [ours["nDCG@10"], ours["R@3"], ours["MAP"]]
+    assert asked["recip_rank"] == pytest.approx((1 / 2 + 0.0) / 2)  # q1: "a" at rank 2; q2: nothing relevant
 
 
 @pytest.mark.e2e

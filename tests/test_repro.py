@@ -124,4 +124,4 @@ def test_reproduction_page_is_up_to_date():
     from pyserini_ext.repro.runner import REGRESSIONS_DIR, format_page
 
     page = (REGRESSIONS_DIR.parent / "docs" / "reproductions.md").read_text()
-    assert page == format_page([find_spec(str(p)) for p in spec_paths()]), "run: pyserini-ext repro page > docs/reproductions.md"
+    assert page == format_page([find_spec(str(p)) for p in spec_paths()]), "run: pyserini-ext repro page --markdown > docs/reproductions.md"

@@ -25,7 +25,7 @@ from pyserini_ext.search.run import Run, run_as_dict
 log = logging.getLogger(__name__)
 
 _METRIC = re.compile(r"^(nDCG|RR|R|P|MAP)(?:@([1-9][0-9]{0,8}))?$")  # a cutoff of 0 aborts trec_eval
-SUPPORTED = "nDCG@k, RR@k, R@k, P@k, MAP, MAP@k"
+SUPPORTED = "nDCG@k, RR@k, RR, R@k, P@k, MAP, MAP@k"
 
 
 class UnknownMetricError(ValueError):
@@ -53,11 +53,32 @@ class Metric:
         return f"{name}.{self.cutoff}"
 
 
+# trec_eval's spellings (``ndcg_cut_10``, ``ndcg_cut.10``, ``recall_100``, ``P_30``, ``map``,
+# ``map_cut_100``, ``recip_rank``) and ours in any case (``ndcg@10``, ``mrr@10``), mapped to ours.
+_ALIASES = re.compile(r"^(ndcg_cut|ndcg|recall|r|p|map_cut|map|recip_rank|mrr|rr)(?:[._@](\d+))?$")
+_FAMILIES = {"ndcg_cut": "nDCG", "ndcg": "nDCG", "recall": "R", "r": "R", "p": "P", "map_cut": "MAP", "map": "MAP",
+             "recip_rank": "RR", "mrr": "RR", "rr": "RR"}
+
+
+def canonical_metric(name: str) -> str:
+    """Our name for ``name``, which may be spelt as trec_eval spells it, in any case."""
+    match = _ALIASES.match(name.strip().lower())
+    if not match:
+        return name
+    family, cutoff = _FAMILIES[match.group(1)], match.group(2)
+    if match.group(1) == "recip_rank" and cutoff is None:
+        return "RR"  # trec_eval's recip_rank: the whole list, no cut-off
+    return f"{family}@{int(cutoff)}" if cutoff else family
+
+
 def parse_metric(name: str) -> Metric:
-    match = _METRIC.match(name)
-    if not match or (match.group(1) in ("nDCG", "RR", "R", "P") and match.group(2) is None):
-        raise UnknownMetricError(f"unknown metric {name!r}; supported: {SUPPORTED}")
-    return Metric(name, match.group(1), int(match.group(2)) if match.group(2) else None)
+    canonical = canonical_metric(name)
+    match = _METRIC.match(canonical)
+    if not match or (match.group(1) in ("nDCG", "R", "P") and match.group(2) is None) or \
+            (match.group(1) == "RR" and match.group(2) is None and canonical != "RR"):
+        raise UnknownMetricError(f"unknown metric {name!r}; supported: {SUPPORTED} (or trec_eval's spellings: "
+                                 f"ndcg_cut_10, recall_100, P_30, map, map_cut_1000, recip_rank)")
+    return Metric(canonical, match.group(1), int(match.group(2)) if match.group(2) else None)
 
 
 def evaluate(run: Run, qrels: Qrels, metrics: list[str], relevance_level: int = 1,
@@ -73,7 +94,7 @@ def evaluate(run: Run, qrels: Qrels, metrics: list[str], relevance_level: int = 
                     "every score is 0; are the run and the qrels from the same topic set?",
                     len(run_dict), len(qrels), next(iter(run_dict)), next(iter(qrels)))
     results: dict[str, dict[str, float]] = {}
-    for metric in parsed:
+    for given, metric in zip(metrics, parsed):  # keyed by the caller's spelling
         measure = metric.trec_eval_measure
         evaluated_run = run_dict
         if metric.family == "RR" and metric.cutoff is not None:
@@ -82,7 +103,7 @@ def evaluate(run: Run, qrels: Qrels, metrics: list[str], relevance_level: int = 
         evaluator = pytrec_eval.RelevanceEvaluator(qrels, {measure}, relevance_level=level)
         scores = evaluator.evaluate(evaluated_run)
         key = measure.replace(".", "_")
-        results[metric.name] = {qid: scores.get(qid, {}).get(key, 0.0) for qid in qrels}
+        results[given] = {qid: scores.get(qid, {}).get(key, 0.0) for qid in qrels}
     if per_query:
         return results
     return {name: sum(values.values()) / len(values) if values else 0.0 for name, values in results.items()}

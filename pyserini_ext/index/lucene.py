@@ -74,6 +74,7 @@ def build_lucene_index(
     threads: int = 1,
     quiet: bool = False,
     built_from: dict | None = None,
+    total: int | None = None,
 ) -> Path:
     """Index ``docs`` for BM25 with Anserini's defaults (Porter stemming, stopwords),
     storing positions, document vectors and raw documents as Pyserini's prebuilt indexes do.
@@ -86,7 +87,8 @@ def build_lucene_index(
         # Inside the partial, so a killed build's collection goes with its partial (Lucene ignores it).
         with tempfile.TemporaryDirectory(prefix=".collection-", dir=partial) as collection:
             with open(Path(collection) / "docs.jsonl", "w", encoding="utf-8") as f:
-                for doc in tqdm(docs, desc=f"writing {index_dir.name} collection", unit="doc", disable=quiet):
+                for doc in tqdm(docs, desc=f"writing {index_dir.name} collection", unit="doc", total=total,
+                                disable=quiet):
                     f.write(json.dumps({"id": doc.docid, "contents": contents(doc)}, ensure_ascii=False) + "\n")
                     count, first, last = count + 1, doc.docid if first is None else first, doc.docid
             if count == 0:

@@ -11,6 +11,7 @@
       tie_policy: docid            # docid | reverse | shuffle (with seed)
     relevance_level: 1             # for binary metrics (RR, R, P, MAP)
     train: [scifact-colbert-teacher] # training configs (training/NAME.yaml) run first, unless trained
+    baseline: scifact-bm25-flat    # optional: per-query paired t-test against this spec's run
     metrics:
       nDCG@10:
         expected: 0.6789
@@ -32,6 +33,7 @@ from typing import Any
 
 from pyserini_ext.config import read_text_file, read_yaml_mapping
 from pyserini_ext.eval.metrics import UnknownMetricError, parse_metric
+from pyserini_ext.paths import safe_name
 from pyserini_ext.schema import InputError, checked, from_mapping
 from pyserini_ext.search.ties import TIE_POLICIES
 
@@ -71,6 +73,7 @@ class Spec:
     metrics: tuple[Expectation, ...]
     train: tuple[str, ...] = ()
     downloads: str = ""  # what the spec needs fetched first (large); `repro run --all` skips it without --downloads
+    baseline: str | None = None  # another spec's name: significance marks compare against it
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class _SpecFile:
     relevance_level: int = checked(1, ge=1)
     train: tuple[str, ...] = ()
     downloads: str = ""
+    baseline: str = ""
 
 
 _NUMBER = re.compile(r"[-+]?([0-9][0-9_]*)?(?:\.([0-9_]*))?(?:[eE]([-+]?[0-9]+))?")
@@ -130,6 +134,12 @@ def parse_spec(path: Path | str) -> Spec:
             decimals = 0
         metrics.append(from_mapping(Expectation, entry, str(path), SpecError, prefix=f"metrics.{metric}.",
                                     given={"metric": str(metric)}, defaults={"precision": decimals}))
+    if top.baseline:
+        try:
+            safe_name(top.baseline, "baseline spec")
+        except ValueError as err:
+            raise SpecError(f"{path}: key 'baseline': {err}") from None
     return Spec(name=path.stem, path=path, description=top.description.strip(), dataset=top.dataset,
                 split=top.split, pipeline=top.pipeline, relevance_level=top.relevance_level,
-                metrics=tuple(metrics), train=top.train, downloads=top.downloads.strip())
+                metrics=tuple(metrics), train=top.train, downloads=top.downloads.strip(),
+                baseline=top.baseline or None)

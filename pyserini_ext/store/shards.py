@@ -265,7 +265,8 @@ def encode_corpus(docs: Iterable[Document], encoder, shards_dir: Path | str, sha
 
 
 def encode_token_corpus(docs: Iterable[Document], encoder, root: Path | str, shard_size: int = 1024,
-                        quiet: bool = False, progress_every: int = 256, built_from: dict | None = None) -> Path:
+                        quiet: bool = False, progress_every: int = 256, built_from: dict | None = None,
+                        total: int | None = None) -> Path:
     """Every token vector (FP16) of ``docs``, by a multi-vector document encoder, in shards
     (:data:`TOKENS`): per shard the vectors document after document, and each document's count."""
     root = Path(root)
@@ -280,11 +281,12 @@ def encode_token_corpus(docs: Iterable[Document], encoder, root: Path | str, sha
 
     return build_shards(docs, lambda part: encoder.encode([d.text for d in part], titles=[d.title for d in part]),
                         write, root, TOKENS, shard_size, f"encoding tokens {root.parent.name}", "token shards",
-                        built_from, describe, None, quiet, progress_every)
+                        built_from, describe, total, quiet, progress_every)
 
 
 def encode_impact_corpus(docs: Iterable[Document], encoder, root: Path | str, shard_size: int = 2048,
-                         quiet: bool = False, progress_every: int = 256, built_from: dict | None = None) -> Path:
+                         quiet: bool = False, progress_every: int = 256, built_from: dict | None = None,
+                         total: int | None = None) -> Path:
     """SPLADE weights of ``docs`` in shards (:data:`IMPACT`): the float weights (SciPy CSR, for
     exact scoring and re-ranking) and Anserini's JsonVectorCollection of the quantised impacts
     (``collection/docs-i.jsonl``: ``{"id", "contents": "", "vector": {term: impact}}``, what
@@ -313,4 +315,4 @@ def encode_impact_corpus(docs: Iterable[Document], encoder, root: Path | str, sh
         return encoder.weights([d.text for d in part], [d.title for d in part])
 
     return build_shards(docs, build, write, root, IMPACT, shard_size, f"encoding {root.name}", "impact shards",
-                        built_from, describe, None, quiet, progress_every)
+                        built_from, describe, total, quiet, progress_every)

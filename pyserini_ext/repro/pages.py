@@ -1,0 +1,316 @@
+"""The reproduction site: static HTML pages from the specs and the results ``repro run`` recorded.
+
+``write_site(out, results)`` writes ``index.html`` (every spec, verdict counts, last run, what
+is stale, figures) and one page per dataset (a table per metric family, a row per condition,
+a cell per metric coloured by its verdict; a row opens onto its commands, with a copy button,
+the source of each expected value, and when, where and from which commit it was measured).
+
+Every number comes from a results record (``pyserini_ext.repro.results``) or a benchmark's
+``benchmarks/results/*.json``; figures are drawn here with matplotlib from those numbers and
+embedded as PNG data, and CSS and JavaScript are inline, so the folder opens without a network.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyserini_ext.eval.metrics import parse_metric
+from pyserini_ext.eval.significance import ALPHA, BETTER, WORSE, compare_with_baselines
+from pyserini_ext.repro.results import ERROR, latest_records, spec_sha256
+from pyserini_ext.repro.runner import FAIL, IMPROVED, OK, WITHIN, commands, find_spec, spec_paths
+from pyserini_ext.repro.spec import Spec, SpecError
+from pyserini_ext.resources import resource_dir
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+NOT_RUN = "not run"
+VERDICTS = (OK, WITHIN, IMPROVED, FAIL, ERROR, NOT_RUN)
+VERDICT_CLASS = {OK: "ok", WITHIN: "within", IMPROVED: "improved", FAIL: "fail", ERROR: "error", NOT_RUN: "notrun"}
+FAMILY_TITLES = {"nDCG": "nDCG", "R": "Recall", "RR": "Reciprocal rank", "MAP": "Mean average precision",
+                 "P": "Precision"}
+
+
+@dataclass
+class Cell:
+    metric: str
+    expected: float
+    tolerance: float
+    precision: int
+    source: str
+    measured: float | None
+    verdict: str
+    mark: str = ""
+    significance: str = ""
+
+    @property
+    def css(self) -> str:
+        return VERDICT_CLASS[self.verdict]
+
+    @property
+    def shown(self) -> str:
+        return "–" if self.measured is None else f"{self.measured:.{max(self.precision, 4)}f}"
+
+    @property
+    def expected_text(self) -> str:
+        return f"{self.expected:.{self.precision}f}"
+
+    @property
+    def hover(self) -> str:
+        measured = "not measured" if self.measured is None else f"measured {self.shown}"
+        text = f"{self.metric}: expected {self.expected_text} ± {self.tolerance:g}, {measured}, {self.verdict}"
+        return text + (f"; {self.significance}" if self.significance else "")
+
+
+@dataclass
+class Row:
+    """One condition (spec) on its dataset page."""
+    name: str
+    description: str
+    dataset: str
+    commands: list[str]
+    cells: dict[str, Cell]
+    record: dict | None
+    stale: bool
+    error: str | None = None
+    baseline: str | None = None
+
+
+@dataclass
+class DatasetPage:
+    dataset: str
+    file: str
+    rows: list[Row] = field(default_factory=list)
+
+    def families(self) -> list[tuple[str, list[str]]]:
+        """``[(title, metrics)]``: the metrics of this page's specs grouped by family, in a stable order."""
+        metrics = []
+        for row in self.rows:
+            metrics += [m for m in row.cells if m not in metrics]
+        grouped: dict[str, list[str]] = {}
+        for m in sorted(metrics, key=lambda m: (parse_metric(m).family, parse_metric(m).cutoff or 0)):
+            grouped.setdefault(parse_metric(m).family, []).append(m)
+        order = list(FAMILY_TITLES)
+        return [(FAMILY_TITLES.get(f, f), grouped[f]) for f in sorted(grouped, key=order.index)]
+
+
+def page_file(dataset: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in dataset) + ".html"
+
+
+def collect(results: Path, specs: list[Spec] | None = None) -> tuple[list[DatasetPage], list[str]]:
+    """The dataset pages' rows from the specs and their newest records; and the specs that could not be read."""
+    unreadable = []
+    if specs is None:
+        specs = []
+        for path in spec_paths():
+            try:
+                specs.append(find_spec(str(path)))
+            except (SpecError, ValueError) as err:
+                unreadable.append(f"{path.name}: {err}")
+    specs = list(specs)
+    records = latest_records(results) if Path(results).is_dir() else {}
+    known = {spec.name for spec in specs}
+    for name, record in sorted(records.items()):  # a spec run by path (not a shipped one): shown too
+        path = Path(record.get("spec_path") or "")
+        if name not in known and path.suffix == ".yaml" and path.is_file():
+            try:
+                specs.append(find_spec(str(path)))
+            except (SpecError, ValueError) as err:
+                unreadable.append(f"{path}: {err}")
+    comparisons = compare_with_baselines(records)
+    pages: dict[str, DatasetPage] = {}
+    for spec in specs:
+        record = records.get(spec.name)
+        by_metric = {r["metric"]: r for r in (record or {}).get("rows", [])}
+        cells = {}
+        for e in spec.metrics:
+            recorded = by_metric.get(e.metric)
+            measured = recorded.get("measured") if recorded else None
+            verdict = recorded["verdict"] if recorded else NOT_RUN
+            comparison = comparisons.get((spec.name, e.metric))
+            cells[e.metric] = Cell(e.metric, e.expected, e.tolerance, e.precision, e.source, measured, verdict,
+                                   comparison.mark if comparison else "",
+                                   comparison.describe() if comparison else "")
+        row = Row(spec.name, spec.description, spec.dataset, commands(spec, Path("work")), cells, record,
+                  stale=bool(record) and record.get("spec_sha256") != spec_sha256(spec.path),
+                  error=(record or {}).get("error"), baseline=spec.baseline)
+        pages.setdefault(spec.dataset, DatasetPage(spec.dataset, page_file(spec.dataset))).rows.append(row)
+    return [pages[d] for d in sorted(pages)], unreadable
+
+
+# ---- figures: matplotlib, from recorded numbers only ------------------------------------------------
+
+def _png(figure) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+@dataclass
+class Figure:
+    title: str
+    image: str  # a data: URI
+    caption: str
+
+
+def effectiveness_figure(page: DatasetPage) -> Figure | None:
+    """Measured against expected, per condition, for the page's most common metric."""
+    counts = Counter(m for row in page.rows for m, c in row.cells.items() if c.measured is not None)
+    if not counts:
+        return None
+    metric = counts.most_common(1)[0][0]
+    rows = [r for r in page.rows if metric in r.cells and r.cells[metric].measured is not None]
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+    names = [r.name for r in rows]
+    axis.barh(names, [r.cells[metric].measured for r in rows], color="#4c78a8", label="measured")
+    axis.scatter([r.cells[metric].expected for r in rows], names, color="#e45756", zorder=3, marker="|", s=200,
+                 label="expected")
+    axis.set_xlabel(metric)
+    axis.invert_yaxis()
+    axis.legend(loc="lower right", fontsize=8)
+    when = max(r.record["date"] for r in rows)
+    return Figure(f"{metric} by condition", _png(figure),
+                  f"{page.dataset}: measured (bars) and expected (red ticks) {metric}, from the recorded runs "
+                  f"(newest {when}).")
+
+
+def benchmark_files(folder: Path) -> list[tuple[Path, dict]]:
+    found = []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            log.warning("skipping unreadable benchmark result %s: %s", path, err)
+            continue
+        if isinstance(data, dict) and isinstance(data.get("rows"), list):
+            found.append((path, data))
+    return found
+
+
+def pareto_figures(benchmarks: list[tuple[Path, dict]]) -> list[Figure]:
+    """Effectiveness against ms/query, for every benchmark result whose rows carry both."""
+    figures = []
+    for path, data in benchmarks:
+        rows = [r for r in data["rows"] if isinstance(r, dict) and "ms_per_query" in r]
+        metric = next((k for r in rows for k in r if _is_metric(k)), None)
+        rows = [r for r in rows if metric in r]
+        if not rows:
+            continue
+        plt = _pyplot()
+        figure, axis = plt.subplots(figsize=(7, 4.5))
+        for i, r in enumerate(rows):
+            axis.scatter(r["ms_per_query"], r[metric], color="#4c78a8")
+            axis.annotate(str(r.get("condition", r.get("name", "?"))), (r["ms_per_query"], r[metric]), fontsize=7,
+                          xytext=(4, 3 if i % 2 == 0 else -10), textcoords="offset points")  # neighbours apart
+        frontier = _frontier([(r["ms_per_query"], r[metric]) for r in rows])
+        axis.plot(*zip(*frontier), color="#e45756", linewidth=1, label="Pareto frontier")
+        axis.set_xscale("log")
+        axis.set_xlabel("ms per query (log scale)")
+        axis.set_ylabel(metric)
+        axis.legend(loc="lower right", fontsize=8)
+        figures.append(Figure(f"{metric} against latency ({data.get('benchmark', path.stem)})", _png(figure),
+                              f"From {path.name}: measured {data.get('date', '?')} on {data.get('machine', '?')} "
+                              f"by `{data.get('command', '?')}`."))
+    return figures
+
+
+def _is_metric(key: str) -> bool:
+    try:
+        parse_metric(key)
+        return True
+    except ValueError:
+        return False
+
+
+def _frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both latency (lower) and effectiveness (higher)."""
+    frontier, best = [], float("-inf")
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best:
+            frontier.append((x, y))
+            best = y
+    return frontier
+
+
+def typo_figures(folder: Path) -> list[Figure]:
+    """DL-Typo histograms, redrawn from the per-query tables ``pyserini-ext typo`` writes beside its PNGs."""
+    figures = []
+    for path in sorted(Path(folder).glob("dl-typo-*.tsv")):
+        differences = []
+        for line in path.read_text().splitlines()[1:]:
+            parts = line.split("\t")
+            if len(parts) == 4:
+                differences.append(float(parts[3]))
+        if not differences:
+            continue
+        plt = _pyplot()
+        figure, axis = plt.subplots(figsize=(6, 3.2))
+        axis.hist(differences, bins=40, color="#72b7b2")
+        axis.axvline(0, color="#333", linewidth=0.8)
+        axis.set_xlabel("variance norm: typo query minus clean query")
+        axis.set_ylabel("queries")
+        positive = sum(d > 0 for d in differences)
+        figures.append(Figure(f"DL-Typo: {path.stem.removeprefix('dl-typo-')}", _png(figure),
+                              f"From {path.name} ({len(differences)} queries, {positive} with a larger norm when "
+                              f"typoed), written by `pyserini-ext typo`; that table records no date or machine."))
+    return figures
+
+
+# ---- the site --------------------------------------------------------------------------------------
+
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def write_site(out: Path, results: Path, specs: list[Spec] | None = None,
+               benchmarks: Path | None = None, figures_dir: Path | None = None) -> Path:
+    """Write the site into ``out``; returns the path of ``index.html``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkout = resource_dir("regressions").parent
+    benchmarks = Path(benchmarks) if benchmarks else checkout / "benchmarks" / "results"
+    figures_dir = Path(figures_dir) if figures_dir else checkout / "docs" / "figures"
+    pages, unreadable = collect(results, specs)
+    env = _environment()
+    generated = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    rows = [row for page in pages for row in page.rows]
+    counts = Counter(c.verdict for row in rows for c in row.cells.values())
+    dates = [row.record["date"] for row in rows if row.record]
+    machines = sorted({row.record["machine"] for row in rows if row.record})
+    common = {"pages": pages, "generated": generated, "verdicts": VERDICTS, "verdict_class": VERDICT_CLASS,
+              "better": BETTER, "worse": WORSE, "alpha": ALPHA, "results": str(results)}
+    figures = pareto_figures(benchmark_files(benchmarks)) + typo_figures(figures_dir)
+    index = out / "index.html"
+    index.write_text(env.get_template("index.html.j2").render(
+        **common, title="Reproductions", rows=rows, counts=counts, last_run=max(dates) if dates else None,
+        machines=machines, stale=[r for r in rows if r.stale], not_run=[r for r in rows if r.record is None],
+        unreadable=unreadable, figures=figures, benchmarks_found=bool(benchmark_files(benchmarks))))
+    for page in pages:
+        figure = effectiveness_figure(page)
+        (out / page.file).write_text(env.get_template("dataset.html.j2").render(
+            **common, title=page.dataset, page=page, figures=[figure] if figure else []))
+    return index
