@@ -30,7 +30,7 @@ def test_unknown_encoder_lists_the_registered_ones():
     with pytest.raises(UnknownNameError) as err:
         load_card("tct_colbert")
     assert ("registered: all-minilm-l6-v2, all-minilm-l6-v2-onnx, all-minilm-l6-v2-onnx-int8, colbert-minilm-l6-v2, "
-            "colbert-minilm-scifact, minilm-scifact-infonce") in str(err.value)
+            "colbert-minilm-l6-v2-prompts, colbert-minilm-scifact, minilm-scifact-infonce") in str(err.value)
 
 
 def test_card_with_unknown_key_names_file_and_key(tmp_path):
