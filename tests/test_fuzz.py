@@ -77,7 +77,7 @@ def no_surrogates(value: str) -> bool:
 
 
 def grade(text: str):
-    return int(text) if re.fullmatch(r"[-+]?[0-9]{1,9}", text.strip()) else REFUSE
+    return int(text.strip()) if re.fullmatch(r"[-+]?[0-9]{1,9}", text.strip()) else REFUSE
 
 
 def oracle_key_text(lines, key_unique=True):
