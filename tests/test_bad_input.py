@@ -207,3 +207,10 @@ def test_a_megabyte_of_unclosed_topics_is_refused_quickly(tmp_path):
     finally:
         signal.alarm(0)
     assert time.monotonic() - started < 20
+
+
+def test_a_grade_padded_with_a_separator_character_is_read_not_a_raw_error(tmp_path):
+    """Found by the fuzz test: str.strip() removes \\x1c, int() does not."""
+    path = tmp_path / "qrels.tsv"
+    path.write_bytes(b"query-id\tcorpus-id\tscore\nq1\td1\t\x1c1\n")
+    assert read_beir_qrels(path) == {"q1": {"d1": 1}}

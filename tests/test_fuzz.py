@@ -77,7 +77,7 @@ def no_surrogates(value: str) -> bool:
 
 
 def grade(text: str):
-    return int(text) if re.fullmatch(r"[-+]?[0-9]{1,9}", text.strip()) else REFUSE
+    return int(text.strip()) if re.fullmatch(r"[-+]?[0-9]{1,9}", text.strip()) else REFUSE
 
 
 def oracle_key_text(lines, key_unique=True):
@@ -503,7 +503,8 @@ def test_yaml_loaders(folder, target):
             return
         raw = independent_yaml(data)
         assert isinstance(raw, dict), f"accepted what PyYAML cannot read as a mapping: {data[:300]!r}"
-        assert b"*" not in data or not re.search(rb"\*\w", data), "accepted an alias"
+        assert not any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(data.decode("utf-8-sig"))), \
+            "accepted an alias"
         accepted(loaded, raw)
         TALLY[(target, "accepted")] += 1
 

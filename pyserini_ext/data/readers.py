@@ -278,7 +278,7 @@ _GRADE = re.compile(r"[-+]?[0-9]{1,9}")  # trec_eval's grades are C ints
 def _grade(path: Path, lineno: int, value: str) -> int:
     if not _GRADE.fullmatch(value.strip()):
         raise DataFormatError(path, lineno, "relevance", f"expected an integer grade, got {value!r}")
-    return int(value)
+    return int(value.strip())  # int() strips fewer characters than str.strip() (not \x1c-\x1f)
 
 
 def read_tsv_topics(path: Path | str) -> Topics:
