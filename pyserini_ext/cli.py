@@ -68,10 +68,28 @@ def _workspace(args, ties=None):
     return workspace(args.dataset, args.work, ties, args.quiet)
 
 
+def _ray_option(args) -> str | None:
+    """``--ray [ADDRESS]``: None when not given; otherwise checked to be usable (Ray installed)."""
+    if getattr(args, "ray", None) is None:
+        return None
+    from pyserini_ext.distributed import RayMissing, require_ray
+
+    try:
+        require_ray()
+    except RayMissing as missing:
+        raise SystemExit(str(missing)) from None
+    return args.ray
+
+
 def cmd_index(args) -> int:
+    import dataclasses
+
     from pyserini_ext.recipes import build_searcher
 
+    ray = _ray_option(args)
     ws = _workspace(args)
+    if ray is not None:
+        ws = dataclasses.replace(ws, ray=ray)
     build_searcher(args.searcher, _params(args.param), ws)
     print(f"{args.searcher} index for {ws.dataset.name} ready under {ws.workdir / 'indexes'}")
     return 0
@@ -223,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("searcher", choices=SEARCHERS.names(), help="a registered searcher")
         p.add_argument("--dataset", required=True, help=dataset_help)
         p.add_argument("--param", action="append", metavar="KEY=VALUE", help="searcher parameter (repeatable)")
+        if verb == "index":
+            p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                           help="encode on Ray actors: alone, a local Ray instance; 'auto' or an address joins a "
+                                "running cluster (needs pip install \"pyserini_ext[ray]\")")
         if verb == "search":
             p.add_argument("--split", required=True)
             p.add_argument("--hits", type=int, default=1000)
