@@ -52,8 +52,14 @@ def cmd_repro(args) -> int:
             print()
         if args.dry_run:
             return 0
+    ray = _ray_option(args)
     verdicts = []
-    for spec in specs:
+    if ray is not None:  # independent specs as parallel Ray tasks (pyserini_ext.distributed.repro)
+        from pyserini_ext.distributed.repro import run_specs
+
+        print(f"running {len(specs)} specs on Ray ...", file=sys.stderr, flush=True)
+        verdicts = run_specs(specs, args.work, args.quiet, ray)
+    for spec in specs if ray is None else []:
         print(f"running {spec.name} ...", file=sys.stderr, flush=True)
         verdicts.extend(run_spec(spec, args.work, args.quiet))
     print(format_table(verdicts))
@@ -203,6 +209,13 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from pyserini_ext.doctor import diagnose, format_report
+
+    print(format_report(diagnose()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pyserini_ext.data.datasets import compact_names, dataset_names
     from pyserini_ext.recipes import SEARCHERS
@@ -232,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", action="store_true", help="with --all: also the specs of trained models (trains them first)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--display-commands", action="store_true", help="print the commands, then run")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run independent specs as parallel Ray tasks: alone, a local Ray instance; 'auto' or an "
+                        "address joins a running cluster (needs pip install \"pyserini_ext[ray]\")")
     common(p)
     p.set_defaults(func=cmd_repro)
 
@@ -308,6 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("card", nargs="?", help="export: the card to export (both sides; cached, see $PYSERINI_EXT_CACHE)")
     p.add_argument("--precision", help="export: override the card's precision (fp32, fp16 on CUDA, int8 on CPU)")
     p.set_defaults(func=cmd_encoders)
+
+    p = sub.add_parser("doctor", help="what this install found (Java, torch, onnxruntime, FAISS, Ray, Chromium, "
+                                      "data root, work folder) and what to install for what is missing")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 

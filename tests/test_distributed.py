@@ -4,6 +4,7 @@ a killed encoder actor's shard is redone, sharded dense search writes the single
 a lost search actor fails the batch, and ``repro run --ray`` gives the sequential table.
 Ray never enters the import path without ``--ray``."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -50,6 +51,21 @@ def folder_bytes(folder: Path) -> dict[str, bytes]:
     return out
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """PyTorch's intra-op threads set to ``n`` (what an encoder actor on one CPU slot runs with):
+    on CPU some shapes' sums depend on it (MiniLM on a batch of one does, measured), so the
+    single-process reference runs with the workers' thread count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster of 2 CPUs for the whole session."""
@@ -70,16 +86,156 @@ def single_process_shards(card, tmp_path_factory):
     from pyserini_ext.store import encode_corpus
 
     folder = tmp_path_factory.mktemp("single") / "shards"
-    return encode_corpus(tiny_corpus(), card.document_encoder(), folder, shard_size=16, quiet=True,
-                         progress_every=4, built_from={"corpus": "tiny"})
+    with torch_threads(1):
+        return encode_corpus(tiny_corpus(), card.document_encoder(), folder, shard_size=16, quiet=True,
+                             progress_every=4, built_from={"corpus": "tiny"})
 
 
-def test_distributed_shards_are_the_single_process_shards(ray_cluster, card, single_process_shards, tmp_path):
-    from pyserini_ext.distributed.encoding import encode_store
+@pytest.fixture(scope="class")
+def encoder_pool(ray_cluster):
+    """Two encoder actors of the card (each loads the model once; the tests of a class share
+    them, and they are gone after it: each holds one of the cluster's two CPU slots)."""
+    from pyserini_ext.distributed.encoding import EncoderPool
 
-    folder = encode_store(card, tiny_corpus(), tmp_path / "shards", workers=2, quiet=True, shard_size=16,
-                          progress_every=4, built_from={"corpus": "tiny"})
-    ours, theirs = folder_bytes(folder), folder_bytes(single_process_shards)
-    assert sorted(ours) == sorted(theirs) and len([n for n in ours if n.endswith(".npy")]) == 5
-    for name in theirs:
-        assert ours[name] == theirs[name], name
+    pool = EncoderPool(CARD, workers=2)
+    yield pool
+    pool.close()
+
+
+class TestEncodingOnRay:
+    def test_distributed_shards_are_the_single_process_shards(self, encoder_pool, card, single_process_shards, tmp_path):
+        from pyserini_ext.distributed.encoding import encode_store
+
+        folder = encode_store(card, tiny_corpus(), tmp_path / "shards", quiet=True, shard_size=16, progress_every=4,
+                              built_from={"corpus": "tiny"}, pool=encoder_pool)
+        ours, theirs = folder_bytes(folder), folder_bytes(single_process_shards)
+        assert sorted(ours) == sorted(theirs) and len([n for n in ours if n.endswith(".npy")]) == 5
+        for name in theirs:
+            assert ours[name] == theirs[name], name
+
+
+    def test_an_encoder_actor_killed_mid_shard_is_restarted_and_the_shard_redone(self, encoder_pool, card, tmp_path):
+        from pyserini_ext.store.shards import DENSE, dense_codec, docs_sha256, encode_shard
+
+        chunk = tiny_corpus(64)
+        digest = docs_sha256(chunk)
+        with torch_threads(1):
+            expected = encode_shard(tmp_path / "single", DENSE, 3, chunk, digest, *dense_codec(card.document_encoder()),
+                                    progress_every=1)
+        actor = encoder_pool.idle[-1]  # the actor submit() hands the shard to
+        _, _, first_pid = ray.get(actor.progress.remote())
+        (tmp_path / "ray").mkdir()
+        encoder_pool.submit(tmp_path / "ray", 3, chunk, digest, 1)
+        deadline = time.monotonic() + 120
+        while True:  # until the actor is inside shard 3, with some of its documents encoded
+            shard, encoded, _ = ray.get(actor.progress.remote())
+            if shard == 3 and encoded > 0:
+                break
+            assert time.monotonic() < deadline, "the actor never started the shard"
+            time.sleep(0.005)
+        ray.kill(actor, no_restart=False)  # the process dies; Ray restarts the actor
+        assert 0 < encoded < len(chunk)  # it died mid-shard
+        marks = encoder_pool.finish()
+        _, _, second_pid = ray.get(actor.progress.remote())
+        assert second_pid != first_pid  # a new process redid the shard
+        assert marks[3] == expected
+        assert folder_bytes(tmp_path / "ray") == folder_bytes(tmp_path / "single")  # no duplicate, no leftover
+
+
+@pytest.fixture(scope="module")
+def dense_index(single_process_shards, tmp_path_factory):
+    from pyserini_ext.index.dense import build_dense_index
+
+    return build_dense_index(single_process_shards, tmp_path_factory.mktemp("flat") / "flat", "flat")
+
+
+TOPICS = {"q1": "protein in a cell", "q2": "vaccine trial cohort", "q3": "brain neuron signal",
+          "q4": "the same sentence about a protein in a cell", "q5": "liver heart lung"}
+
+
+@pytest.mark.parametrize("precision, policy, hits", [("float32", "docid", 10), ("float16", "reverse", 3)])
+def test_sharded_dense_search_writes_the_single_index_run(ray_cluster, card, single_process_shards, dense_index,
+                                                          tmp_path, precision, policy, hits):
+    from pyserini_ext.distributed.search import ShardedDenseSearcher
+    from pyserini_ext.search.dense import DenseSearcher
+    from pyserini_ext.search.run import search_topics, write_trec_run
+    from pyserini_ext.search.ties import TieOrder
+
+    ties = TieOrder(policy, 0)
+    encoder = card.query_encoder()
+    single = DenseSearcher(dense_index, encoder, policy, 0, precision)
+    sharded = ShardedDenseSearcher(single_process_shards, encoder, 3, "flat", policy, 0, precision)
+    try:
+        ours = search_topics(sharded, TOPICS, hits, ties=ties)
+    finally:
+        sharded.close()
+    theirs = search_topics(single, TOPICS, hits, ties=ties)
+    if precision == "float16":  # the case is about ties: q4's cut-off falls inside its tie group of 7 copies
+        deeper = single.batch_search([TOPICS["q4"]], ["q4"], hits + 1)["q4"]
+        assert deeper[hits - 1].score == deeper[hits].score
+    a, b = write_trec_run(ours, tmp_path / "sharded.txt"), write_trec_run(theirs, tmp_path / "single.txt")
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_a_lost_search_actor_fails_the_batch_with_a_clear_error(ray_cluster, card, single_process_shards):
+    from pyserini_ext.distributed.search import ShardedDenseSearcher, ShardLost
+
+    sharded = ShardedDenseSearcher(single_process_shards, card.query_encoder(), 2)
+    assert len(sharded.batch_search(list(TOPICS.values()), list(TOPICS), 5)) == 5
+    ray.kill(sharded.actors[1])
+    started = time.monotonic()
+    with pytest.raises(ShardLost, match=r"search shard 1 of 2 \(documents 35\.\.69\) was lost; the batch of 5"):
+        sharded.batch_search(list(TOPICS.values()), list(TOPICS), 5)
+    assert time.monotonic() - started < 30  # an error, not a hang
+
+
+def test_repro_run_on_ray_gives_the_sequential_table(ray_cluster, workdir):
+    from pyserini_ext.distributed.repro import run_specs, spec_groups
+    from pyserini_ext.repro.runner import find_spec, format_table, run_spec
+
+    specs = [find_spec("scifact-bm25-flat"), find_spec("cacm-bm25")]
+    assert spec_groups(specs) == [[0], [1]]  # two datasets: two parallel tasks
+    on_ray = format_table(run_specs(specs, workdir, quiet=True))
+    sequential = format_table([v for spec in specs for v in run_spec(spec, workdir, quiet=True)])
+    assert on_ray == sequential
+    assert on_ray.count("OK") == 4 and "FAIL" not in on_ray  # 3 SciFact metrics, 1 CACM
+
+
+def test_specs_sharing_a_dataset_or_a_trained_model_run_in_one_task():
+    from types import SimpleNamespace as Spec
+
+    from pyserini_ext.distributed.repro import spec_groups
+
+    specs = [Spec(dataset="a", train=()), Spec(dataset="b", train=("t",)), Spec(dataset="a", train=()),
+             Spec(dataset="c", train=("t",)), Spec(dataset="d", train=())]
+    assert spec_groups(specs) == [[0, 2], [1, 3], [4]]
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+
+
+def test_ray_stays_out_of_the_import_path_of_a_normal_search(dense_index, card):
+    code = ("import sys, pyserini_ext\n"
+            "from pyserini_ext.encode.base import load_card\n"
+            "from pyserini_ext.search.dense import DenseSearcher\n"
+            "from pyserini_ext.search.run import search_topics\n"
+            "from pyserini_ext import cli\n"
+            "cli.build_parser()\n"
+            f"searcher = DenseSearcher({str(dense_index)!r}, load_card({CARD!r}).query_encoder())\n"
+            "run = search_topics(searcher, {'q': 'protein in a cell'}, 5)\n"
+            "print(len(run['q']), 'ray' in sys.modules)\n")
+    out = run_python(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["5", "False"]
+
+
+def test_ray_option_without_ray_says_what_to_install():
+    code = ("import sys\n"
+            "sys.modules['ray'] = None  # as if Ray were not installed: importing it raises ImportError\n"
+            "from pyserini_ext.cli import main\n"
+            "main(['index', 'dense', '--dataset', 'cacm', '--ray'])\n")
+    out = run_python(code)
+    assert out.returncode == 1
+    assert out.stderr.strip() == 'Ray is not installed: pip install "pyserini_ext[ray]"'

@@ -115,14 +115,17 @@ class EncoderPool:
 
 
 def encode_store(card, docs: Iterable, folder: Path | str, *, address: str | None = None, workers: int | None = None,
-                 quiet: bool = False, built_from: dict | None = None, **options) -> Path:
+                 quiet: bool = False, built_from: dict | None = None, pool: EncoderPool | None = None,
+                 **options) -> Path:
     """The card's document store (``card.family.store``: vectors, tokens or impacts) of ``docs``
     in ``folder``, encoded by Ray actors: the same folder, files and bytes as the single-process
     ``encode_corpus``/``encode_token_corpus``/``encode_impact_corpus`` with the same ``options``
-    (``shard_size``, ``progress_every``)."""
+    (``shard_size``, ``progress_every``). ``pool``: encoder actors of ``card`` to use (and keep)
+    instead of new ones (``address`` and ``workers`` then unused)."""
     from pyserini_ext.store.shards import encode_corpus, encode_impact_corpus, encode_token_corpus
 
-    pool = EncoderPool(card.name, workers, address)
+    own = pool is None
+    pool = pool or EncoderPool(card.name, workers, address)
     try:
         if card.family.store == "vectors":
             return encode_corpus(docs, None, folder, quiet=quiet, built_from=built_from, pool=pool, **options)
@@ -133,4 +136,5 @@ def encode_store(card, docs: Iterable, folder: Path | str, *, address: str | Non
                                         quantization=card.options.quantization, **options)
         raise ValueError(f"card {card.name!r}: no distributed encoding for store {card.family.store!r}")
     finally:
-        pool.close()
+        if own:
+            pool.close()
