@@ -54,6 +54,7 @@ def main() -> None:
 
     import pyserini_ext  # noqa: F401  (configures Java before pyserini)
     from pyserini_ext.data import get_dataset
+    from pyserini_ext.distributed import connect
     from pyserini_ext.distributed.encoding import EncoderPool, encode_store
     from pyserini_ext.distributed.search import ShardedDenseSearcher
     from pyserini_ext.encode.base import load_card
@@ -82,7 +83,7 @@ def main() -> None:
                      "docs": len(docs), "seconds": round(seconds, 2), "docs_per_s": round(peer_rate, 1),
                      "ratio_to_single_process": 1.0, "identical_to_single_process": True})
         reference = npy_files(single)
-        ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
+        connect(num_cpus=cores)
         for workers in (1, 2):
             pool = EncoderPool(CARD, workers=workers)
             ray.get([actor.progress.remote() for actor in pool.actors])  # every actor has loaded the model

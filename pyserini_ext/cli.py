@@ -107,8 +107,16 @@ def cmd_search(args) -> int:
     from pyserini_ext.search.run import search_topics, write_trec_run
     from pyserini_ext.search.ties import TieOrder
 
+    ray = _ray_option(args)
     ws = _workspace(args, TieOrder(args.tie_policy, args.seed))
-    searcher = build_searcher(args.searcher, _params(args.param), ws)
+    if ray is not None:  # the index split among --shards Ray actors (pyserini_ext.distributed.search)
+        import dataclasses
+
+        from pyserini_ext.distributed.search import open_sharded
+
+        searcher = open_sharded(args.searcher, _params(args.param), dataclasses.replace(ws, ray=ray), args.shards)
+    else:
+        searcher = build_searcher(args.searcher, _params(args.param), ws)
     if args.remove_query:
         warn_remove_query(ws.dataset.qrels(args.split), f"{ws.dataset.name} {args.split}")
     run = search_topics(searcher, ws.dataset.topics(args.split), args.hits, args.remove_query, ws.ties)
@@ -268,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--tie-policy", default="docid", choices=TIE_POLICIES)
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--output", type=Path, required=True)
+            p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                           help="dense: search an index split among --shards Ray actors (same run file); alone, a "
+                                "local Ray instance; 'auto' or an address joins a running cluster")
+            p.add_argument("--shards", type=int, default=2, help="with --ray: how many search shards (actors)")
         common(p)
         p.set_defaults(func=func)
 

@@ -69,7 +69,9 @@ def torch_threads(n: int):
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster of 2 CPUs for the whole session."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from pyserini_ext.distributed import connect
+
+    connect(num_cpus=2)
     yield ray
     ray.shutdown()
 
@@ -153,6 +155,10 @@ TOPICS = {"q1": "protein in a cell", "q2": "vaccine trial cohort", "q3": "brain 
           "q4": "the same sentence about a protein in a cell", "q5": "liver heart lung"}
 
 
+def as_pairs(results: dict) -> dict:
+    return {qid: [(h.docid, h.score) for h in hits] for qid, hits in results.items()}
+
+
 @pytest.mark.parametrize("precision, policy, hits", [("float32", "docid", 10), ("float16", "reverse", 3)])
 def test_sharded_dense_search_writes_the_single_index_run(ray_cluster, card, single_process_shards, dense_index,
                                                           tmp_path, precision, policy, hits):
@@ -167,9 +173,16 @@ def test_sharded_dense_search_writes_the_single_index_run(ray_cluster, card, sin
     sharded = ShardedDenseSearcher(single_process_shards, encoder, 3, "flat", policy, 0, precision)
     try:
         ours = search_topics(sharded, TOPICS, hits, ties=ties)
+        # Back to back, before the k loop: computed after it, the single index's run once had one
+        # query's scores all one float32 ULP apart (its query embedding differed in the last bits;
+        # DenseSearcher.batch_search(threads=1) also sets OpenMP's thread count process-wide). The
+        # cause was not pinned down; it is the query encoder's state, not the shard merge.
+        theirs = search_topics(single, TOPICS, hits, ties=ties)
+        for k in (1, 2, 3, 5):  # each list cut at k as one index cuts it (q4's 7 tied copies span all 3 shards)
+            assert as_pairs(sharded.batch_search(list(TOPICS.values()), list(TOPICS), k)) == \
+                as_pairs(single.batch_search(list(TOPICS.values()), list(TOPICS), k)), k
     finally:
         sharded.close()
-    theirs = search_topics(single, TOPICS, hits, ties=ties)
     if precision == "float16":  # the case is about ties: q4's cut-off falls inside its tie group of 7 copies
         deeper = single.batch_search([TOPICS["q4"]], ["q4"], hits + 1)["q4"]
         assert deeper[hits - 1].score == deeper[hits].score
@@ -239,3 +252,23 @@ def test_ray_option_without_ray_says_what_to_install():
     out = run_python(code)
     assert out.returncode == 1
     assert out.stderr.strip() == 'Ray is not installed: pip install "pyserini_ext[ray]"'
+
+
+def test_a_jvm_started_before_ray_survives_lucene_searches_after_it(workdir):
+    """ray.init turns on Python's faulthandler, which took the JVM's own SIGSEGVs and aborted
+    the driver (the CLI starts the JVM before Ray: cards load Pyserini); connect() turns it off."""
+    from pyserini_ext.recipes import bm25_index, workspace
+
+    index = bm25_index(workspace("cacm", workdir, quiet=True))  # built by the repro test above, or here
+    code = ("import pyserini_ext\n"
+            "from pyserini.search.lucene import LuceneSearcher\n"
+            "searcher = LuceneSearcher(%r)\n"
+            "from pyserini_ext.distributed import connect\n"
+            "ray = connect(num_cpus=1)\n"
+            "for _ in range(50):\n"
+            "    searcher.batch_search(['computer program', 'parallel algorithm'] * 20, [str(i) for i in range(40)],"
+            " 100, threads=2)\n"
+            "print('searched')\n" % str(index))
+    out = run_python(code)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["searched"]

@@ -39,17 +39,26 @@ def forwarded_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
 
 
-def connect(address: str | None = None):
+def connect(address: str | None = None, **local_options):
     """Ray, initialised: the instance this process already joined, else ``address`` (see the
-    module's docstring; ``"local"`` is the same as ``None``), else a new local instance.
-    Returns the ``ray`` module."""
+    module's docstring; ``"local"`` is the same as ``None``), else a new local instance
+    (``local_options`` go to ``ray.init``: ``num_cpus``, ...). Returns the ``ray`` module."""
+    import faulthandler
+
     ray = require_ray()
     if not ray.is_initialized():
         runtime_env = {"env_vars": forwarded_env()}
+        handler_was_on = faulthandler.is_enabled()
         if address and address != "local":
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         else:
-            ray.init(runtime_env=runtime_env, log_to_driver=False, include_dashboard=False)
+            ray.init(runtime_env=runtime_env, log_to_driver=False, include_dashboard=False, **local_options)
+        if not handler_was_on:
+            # ray.init turns on Python's faulthandler, whose SIGSEGV handler takes the signal from
+            # a JVM started earlier in this process (Anserini's; the JVM raises SIGSEGV on purpose,
+            # for null checks) and re-raises it: the JVM then aborts. Measured here: a Lucene
+            # search after ray.init crashed the driver. Off again, the JVM handles its own.
+            faulthandler.disable()
     return ray
 
 

@@ -144,3 +144,19 @@ class ShardedDenseSearcher:
     def close(self) -> None:
         for actor in self.actors:
             self.ray.kill(actor)
+
+
+def open_sharded(searcher: str, raw_params: dict, ws, shards: int) -> ShardedDenseSearcher:
+    """The recipe ``searcher`` (``dense`` only) over the workspace's dataset as ``shards`` Ray
+    actors: the card's dense store is encoded (on Ray, as ``ws.ray`` says) unless current, and
+    split among the actors; what ``pyserini-ext search dense --ray --shards S`` opens."""
+    from pyserini_ext.encode.base import load_card
+    from pyserini_ext.recipes import SEARCHERS, encoded_store
+
+    if searcher != "dense":
+        raise ValueError(f"sharded search is implemented for the dense searcher (flat, flat-fp16), not {searcher!r}")
+    params = SEARCHERS.get("dense").parse_params(raw_params or {})
+    card = load_card(params.encoder)
+    store = encoded_store(ws, card)
+    return ShardedDenseSearcher(store, card.query_encoder(), shards, params.index, ws.ties.policy, ws.ties.seed,
+                                params.score_precision, address=ws.ray)
