@@ -3,7 +3,8 @@ dense search latency against shard count (1, 2, 4), each beside the single-proce
 same run (the peer: ``encode_corpus`` with every core; ``DenseSearcher`` over one flat index).
 
 Encoding: all-MiniLM-L6-v2 (PyTorch, FP32) over the first ``--docs`` SciFact documents, shards
-of ``--shard-size``. Model loading (and Ray start-up, and the actors' start) is outside the
+of ``--shard-size``; the single-process path runs twice, on every core (the peer) and on one
+thread (what each Ray worker runs). Model loading (and Ray start-up, and the actors' start) is outside the
 timed region; each Ray worker holds one CPU slot and runs PyTorch on one thread. The row says
 whether its shards are byte-identical to the single-process ones (PyTorch's CPU sums for some
 shapes depend on the thread count, so the single-process peer, on every core, may differ in
@@ -83,9 +84,20 @@ def main() -> None:
                      "docs": len(docs), "seconds": round(seconds, 2), "docs_per_s": round(peer_rate, 1),
                      "ratio_to_single_process": 1.0, "identical_to_single_process": True})
         reference = npy_files(single)
+        # The same path on one thread: what each Ray worker runs, so Ray's own cost shows apart from
+        # the thread count's (on a busy 2-core machine, two threads can be slower than one).
+        set_cpu_threads(1)
+        start = time.perf_counter()
+        one = encode_corpus(iter(docs), encoder, tmp / "single1" / "shards", shard_size=args.shard_size, quiet=True)
+        seconds = time.perf_counter() - start
+        rows.append({"part": "encoding", "condition": "single-process-1-thread", "workers": 1, "threads": 1,
+                     "docs": len(docs), "seconds": round(seconds, 2), "docs_per_s": round(len(docs) / seconds, 1),
+                     "ratio_to_single_process": round(len(docs) / seconds / peer_rate, 3),
+                     "identical_to_single_process": npy_files(one) == reference})
+        set_cpu_threads(threads)
         connect(num_cpus=cores)
         for workers in (1, 2):
-            pool = EncoderPool(CARD, workers=workers)
+            pool = EncoderPool(CARD, workers=workers).start()
             ray.get([actor.progress.remote() for actor in pool.actors])  # every actor has loaded the model
             folder = tmp / f"ray{workers}" / "shards"
             start = time.perf_counter()

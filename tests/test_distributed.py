@@ -99,7 +99,7 @@ def encoder_pool(ray_cluster):
     them, and they are gone after it: each holds one of the cluster's two CPU slots)."""
     from pyserini_ext.distributed.encoding import EncoderPool
 
-    pool = EncoderPool(CARD, workers=2)
+    pool = EncoderPool(CARD, workers=2).start()
     yield pool
     pool.close()
 
@@ -254,7 +254,7 @@ def test_ray_option_without_ray_says_what_to_install():
     assert out.stderr.strip() == 'Ray is not installed: pip install "pyserini_ext[ray]"'
 
 
-def test_a_jvm_started_before_ray_survives_lucene_searches_after_it(workdir):
+def test_a_jvm_started_before_ray_survives_lucene_searches_after_it(ray_cluster, workdir):
     """ray.init turns on Python's faulthandler, which took the JVM's own SIGSEGVs and aborted
     the driver (the CLI starts the JVM before Ray: cards load Pyserini); connect() turns it off."""
     from pyserini_ext.recipes import bm25_index, workspace
@@ -264,11 +264,11 @@ def test_a_jvm_started_before_ray_survives_lucene_searches_after_it(workdir):
             "from pyserini.search.lucene import LuceneSearcher\n"
             "searcher = LuceneSearcher(%r)\n"
             "from pyserini_ext.distributed import connect\n"
-            "ray = connect(num_cpus=1)\n"
+            "ray = connect(%r)  # joins the session's cluster: a driver, not a new cluster\n"
             "for _ in range(50):\n"
             "    searcher.batch_search(['computer program', 'parallel algorithm'] * 20, [str(i) for i in range(40)],"
             " 100, threads=2)\n"
-            "print('searched')\n" % str(index))
+            "print('searched')\n" % (str(index), ray.get_runtime_context().gcs_address))
     out = run_python(code)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["searched"]

@@ -74,15 +74,27 @@ class EncoderPool:
         # actor a second shard before the first comes back).
         actor = ray.remote(max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS, max_concurrency=2,
                            **options)(EncoderWorker)
-        threads = 1 if kind == "CPU" else 0
-        self.actors = [actor.remote(card_name, threads) for _ in range(self.workers)]
-        self.idle = list(self.actors)
+        self._start = lambda: [actor.remote(card_name, 1 if kind == "CPU" else 0) for _ in range(self.workers)]
+        self.actors: list = []  # started by start(), on the first shard: a current store needs none
+        self.idle: list = []
         self.in_flight: dict = {}  # object ref -> (actor, shard, its document count)
         self.marks: dict[int, dict] = {}
         self.progress: Callable[[int], object] | None = None
-        log.info("encoding %s with %d Ray %s worker(s)", card_name, self.workers, kind)
+        log.info("encoding %s with %d Ray %s worker(s) when a shard needs it", card_name, self.workers, kind)
 
-    def submit(self, root: Path, i: int, chunk: list, digest: str, progress_every: int) -> None:
+    def start(self) -> "EncoderPool":
+        """Start the actors (each loads the card's encoder), unless started."""
+        if not self.actors:
+            self.actors = self._start()
+            self.idle = list(self.actors)
+        return self
+
+    def submit(self, root: Path, i: int, chunk: list, digest: str, progress_every: int,
+               progress: Callable[[int], object] | None = None) -> None:
+        """Encode shard ``i`` (``chunk``) into ``root`` on the next free actor (waiting for one);
+        ``progress(n)`` is called with each shard's document count as it comes back."""
+        self.progress = progress or self.progress
+        self.start()
         while not self.idle:
             self._collect(1)
         actor = self.idle.pop()
@@ -102,16 +114,18 @@ class EncoderPool:
             if self.progress is not None:
                 self.progress(n)
 
-    def finish(self, progress: Callable[[int], object] | None = None) -> dict[int, dict]:
-        """Wait for every shard in flight; ``{shard: finished mark}`` of all shards this pool encoded."""
-        self.progress = progress
+    def finish(self) -> dict[int, dict]:
+        """Wait for every shard in flight; ``{shard: finished mark}`` of the shards submitted since
+        the last ``finish`` (a pool may encode several folders, one after another)."""
         while self.in_flight:
             self._collect(len(self.in_flight))
-        return dict(self.marks)
+        marks, self.marks, self.progress = self.marks, {}, None
+        return marks
 
     def close(self) -> None:
         for actor in self.actors:
             self.ray.kill(actor)
+        self.actors, self.idle = [], []
 
 
 def encode_store(card, docs: Iterable, folder: Path | str, *, address: str | None = None, workers: int | None = None,

@@ -168,9 +168,10 @@ def encode_in_shards(docs: Iterable[Document], encode: Callable[[list[Document]]
     ``corpus_sha256``).
 
     ``pool`` (:class:`pyserini_ext.distributed.encoding.EncoderPool`) encodes the shards to be
-    encoded in other processes instead: ``pool.submit(root, i, chunk, digest, progress_every)``
-    hands one over (each runs :func:`encode_shard` into ``root``), ``pool.finish(progress)``
-    returns ``{i: finished mark}`` once all are written. Everything else is decided here.
+    encoded in other processes instead: ``pool.submit(root, i, chunk, digest, progress_every,
+    progress)`` hands one over (each runs :func:`encode_shard` into ``root``; ``progress(n)`` as
+    shards come back), ``pool.finish()`` returns ``{i: finished mark}`` once all are written.
+    Everything else is decided here.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -203,7 +204,7 @@ def encode_in_shards(docs: Iterable[Document], encode: Callable[[list[Document]]
             elif done is not None:
                 reused += 1
             if done is None and pool is not None:
-                pool.submit(root, i, chunk, digest, progress_every)  # encoded and written elsewhere; its mark comes back below
+                pool.submit(root, i, chunk, digest, progress_every, bar.update)  # encoded and written elsewhere; its mark comes back below
                 continue
             if done is None:
                 done = encode_shard(root, layout, i, chunk, digest, encode, write, progress_every, bar.update)
@@ -211,7 +212,7 @@ def encode_in_shards(docs: Iterable[Document], encode: Callable[[list[Document]]
                 bar.update(len(chunk))
             marks[i] = done
         if pool is not None:
-            marks.update(pool.finish(bar.update))
+            marks.update(pool.finish())
     for i in sorted(marks):
         hashes.update({name: entry["sha256"] for name, entry in marks[i]["files"].items()})
     stray = n_shards
