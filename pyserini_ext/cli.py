@@ -101,8 +101,15 @@ def _run_and_record(items, args) -> int:
     from pyserini_ext.repro.results import format_outcomes, latest_records, results_dir, run_specs
 
     results = args.results or results_dir(args.work)
-    outcomes = run_specs(items, args.work, args.quiet, results,
-                         progress=lambda name, i, n: print(f"running {name} ({i}/{n}) ...", file=sys.stderr, flush=True))
+    ray = _ray_option(args)
+    if ray is not None:  # independent specs as parallel Ray tasks (pyserini_ext.distributed.repro)
+        from pyserini_ext.distributed.repro import run_specs as run_on_ray
+
+        print(f"running {len(items)} specs on Ray ...", file=sys.stderr, flush=True)
+        outcomes = run_on_ray(items, args.work, args.quiet, ray, results)
+    else:
+        outcomes = run_specs(items, args.work, args.quiet, results,
+                             progress=lambda name, i, n: print(f"running {name} ({i}/{n}) ...", file=sys.stderr, flush=True))
     comparisons = compare_with_baselines(latest_records(results))
     print(format_outcomes(outcomes, {key: c.mark for key, c in comparisons.items()}))
     verdicts = [v for o in outcomes for v in o.verdicts]
@@ -137,13 +144,30 @@ def _workspace(args, ties=None):
     return workspace(args.dataset, args.work, ties, args.quiet)
 
 
+def _ray_option(args) -> str | None:
+    """``--ray [ADDRESS]``: None when not given; otherwise checked to be usable (Ray installed)."""
+    if getattr(args, "ray", None) is None:
+        return None
+    from pyserini_ext.distributed import RayMissing, require_ray
+
+    try:
+        require_ray()
+    except RayMissing as missing:
+        raise SystemExit(str(missing)) from None
+    return args.ray
+
+
 def cmd_index(args) -> int:
+    import dataclasses
     import time
 
     from pyserini_ext.recipes import build_searcher, corpus_size
 
     started = time.perf_counter()
+    ray = _ray_option(args)
     ws = _workspace(args)
+    if ray is not None:
+        ws = dataclasses.replace(ws, ray=ray)
     build_searcher(args.searcher, _params(args.param), ws)
     seconds = time.perf_counter() - started
     folders = sorted(f for f in ws.used if f.is_dir())
@@ -168,9 +192,17 @@ def cmd_search(args) -> int:
     from pyserini_ext.search.ties import TieOrder
 
     _writable_file(args.output)
+    ray = _ray_option(args)
     ws = _workspace(args, TieOrder(args.tie_policy, args.seed))
     topics = ws.dataset.topics(args.split)  # an unknown split fails before any index is built
-    searcher = build_searcher(args.searcher, _params(args.param), ws)
+    if ray is not None:  # the index split among --shards Ray actors (pyserini_ext.distributed.search)
+        import dataclasses
+
+        from pyserini_ext.distributed.search import open_sharded
+
+        searcher = open_sharded(args.searcher, _params(args.param), dataclasses.replace(ws, ray=ray), args.shards)
+    else:
+        searcher = build_searcher(args.searcher, _params(args.param), ws)
     if args.remove_query:
         warn_remove_query(ws.dataset.qrels(args.split), f"{ws.dataset.name} {args.split}")
     run = search_topics(searcher, topics, args.hits, args.remove_query, ws.ties)
@@ -271,6 +303,13 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from pyserini_ext.doctor import diagnose, format_report
+
+    print(format_report(diagnose()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pyserini_ext.data.datasets import compact_names, dataset_names
     from pyserini_ext.recipes import SEARCHERS
@@ -307,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--display-commands", action="store_true", help="print the commands, then run")
     p.add_argument("--results", type=Path, help="where to record the results (default WORK/results)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run independent specs as parallel Ray tasks: alone, a local Ray instance; 'auto' or an "
+                        "address joins a running cluster (needs pip install \"pyserini_ext[ray]\")")
     common(p)
     p.set_defaults(func=cmd_repro)
 
@@ -316,6 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("searcher", choices=SEARCHERS.names(), help="a registered searcher")
         p.add_argument("--dataset", required=True, help=dataset_help)
         p.add_argument("--param", action="append", metavar="KEY=VALUE", help="searcher parameter (repeatable)")
+        if verb == "index":
+            p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                           help="encode on Ray actors: alone, a local Ray instance; 'auto' or an address joins a "
+                                "running cluster (needs pip install \"pyserini_ext[ray]\")")
         if verb == "search":
             p.add_argument("--split", required=True)
             p.add_argument("--hits", type=_positive_int, default=1000)
@@ -323,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--tie-policy", default="docid", choices=TIE_POLICIES)
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--output", type=Path, required=True)
+            p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                           help="dense: search an index split among --shards Ray actors (same run file); alone, a "
+                                "local Ray instance; 'auto' or an address joins a running cluster")
+            p.add_argument("--shards", type=int, default=2, help="with --ray: how many search shards (actors)")
         common(p)
         p.set_defaults(func=func)
 
@@ -379,6 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("card", nargs="?", help="export: the card to export (both sides; cached, see $PYSERINI_EXT_CACHE)")
     p.add_argument("--precision", help="export: override the card's precision (fp32, fp16 on CUDA, int8 on CPU)")
     p.set_defaults(func=cmd_encoders)
+
+    p = sub.add_parser("doctor", help="what this install found (Java, torch, onnxruntime, FAISS, Ray, Chromium, "
+                                      "data root, work folder) and what to install for what is missing")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 

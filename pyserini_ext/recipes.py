@@ -38,6 +38,7 @@ class Workspace:
     ties: TieOrder = TieOrder()
     quiet: bool = False
     used: set = field(default_factory=set, compare=False, repr=False)  # the folders recipes asked for
+    ray: str | None = None  # encode on Ray: "local" (a local instance), "auto" or an address; None: here
 
     def root(self, encoder: str | None = None) -> Path:
         folder = index_root(self.workdir, self.dataset.slug, encoder)
@@ -147,6 +148,11 @@ def encoded_store(ws: Workspace, card) -> Path:
 
     encode = {"vectors": encode_corpus, "impacts": encode_impact_corpus, "tokens": encode_token_corpus}
     folder = store_dir(ws, card)
+    if ws.ray is not None:  # the same shards, encoded by Ray actors (pyserini_ext.distributed)
+        from pyserini_ext.distributed.encoding import encode_store
+
+        encode_store(card, ws.dataset.docs(), folder, address=ws.ray, quiet=ws.quiet, built_from=ws.built_from(card))
+        return folder
     encode[card.family.store](ws.dataset.docs(), card.document_encoder(), folder, quiet=ws.quiet,
                               built_from=ws.built_from(card), total=corpus_size(ws))
     return folder

@@ -24,8 +24,6 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from pyserini.search.faiss import DenseSearchResult
-
 from pyserini_ext.search.ties import check_policy, total_order
 
 log = logging.getLogger(__name__)
@@ -61,11 +59,23 @@ class DenseSearcher:
     def __init__(self, index_dir: Path | str, query_encoder, tie_policy: str = "docid", seed: int = 0,
                  score_precision: str = "float32", device: str = "auto"):
         index_dir = Path(index_dir)
-        self.index = to_device(faiss.read_index(str(index_dir / "index")), device)
         with open(index_dir / "docid", encoding="utf-8") as f:
-            self.docids = [line.rstrip("\n") for line in f]
+            docids = [line.rstrip("\n") for line in f]
+        self._open(faiss.read_index(str(index_dir / "index")), docids, query_encoder, tie_policy, seed,
+                   score_precision, device, str(index_dir))
+
+    @classmethod
+    def from_index(cls, index: faiss.Index, docids: list[str], query_encoder=None, tie_policy: str = "docid",
+                   seed: int = 0, score_precision: str = "float32", device: str = "auto") -> "DenseSearcher":
+        """A searcher over an index in memory (one shard of a sharded index, for instance)."""
+        searcher = cls.__new__(cls)
+        searcher._open(index, docids, query_encoder, tie_policy, seed, score_precision, device, "index")
+        return searcher
+
+    def _open(self, index, docids, query_encoder, tie_policy, seed, score_precision, device, where):
+        self.index, self.docids = to_device(index, device), docids
         if len(self.docids) != self.index.ntotal:
-            raise ValueError(f"{index_dir}: {len(self.docids)} docids for {self.index.ntotal} vectors")
+            raise ValueError(f"{where}: {len(self.docids)} docids for {self.index.ntotal} vectors")
         if score_precision not in SCORE_PRECISIONS:
             raise ValueError(f"score_precision must be one of {SCORE_PRECISIONS}, got {score_precision!r}")
         self.query_encoder = query_encoder
@@ -109,6 +119,10 @@ class DenseSearcher:
         return np.stack([self.query_encoder.encode(q) for q in queries]).astype(np.float32)
 
     def _search(self, embeddings: np.ndarray, q_ids: list[str], k: int, threads: int) -> list[list[DenseSearchResult]]:
+        # Imported here, not at the top: Pyserini's search package starts the JVM, and a process
+        # that only needs _top (a shard of a sharded index, pyserini_ext.distributed) should not.
+        from pyserini.search.faiss import DenseSearchResult
+
         faiss.omp_set_num_threads(threads or os.cpu_count() or 1)
         k = min(k, self.num_docs)
         scores, ids = self._top(embeddings.astype(np.float32), k)

@@ -128,10 +128,38 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def encode_shard(root: Path, layout: ShardLayout, i: int, chunk: list[Document], digest: str,
+                 encode: Callable[[list[Document]], Any], write: Callable[[int, list[Document], list], dict[str, bytes]],
+                 progress_every: int = 256, progress: Callable[[int], Any] | None = None) -> dict:
+    """Encode shard ``i`` (``chunk``, whose :func:`docs_sha256` is ``digest``) into ``root``: ``encode``
+    sees ``progress_every`` documents per call, ``write`` turns the parts into the payload files,
+    written atomically with the docid file, then the finished mark (last). Returns the mark.
+    The same bytes whichever process runs it: the parts depend only on the chunk."""
+    parts = []
+    for start in range(0, len(chunk), progress_every):
+        part = chunk[start:start + progress_every]
+        parts.append(encode(part))
+        if progress is not None:
+            progress(len(part))
+    payload = write(i, chunk, parts)
+    if sorted(payload) != sorted(layout.payload_names(i)):
+        raise ValueError(f"shard writer returned {sorted(payload)}, expected {layout.payload_names(i)}")
+    payload[layout.docid_name(i)] = "".join(d.docid + "\n" for d in chunk).encode("utf-8")
+    files = {}
+    for name, data in payload.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(root / name, data)
+        files[name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    done = {"count": len(chunk), "docs_sha256": digest, "files": files}
+    write_atomic(root / layout.done_name(i), json.dumps(done, sort_keys=True))  # last: finished
+    return done
+
+
 def encode_in_shards(docs: Iterable[Document], encode: Callable[[list[Document]], Any],
                      write: Callable[[int, list[Document], list], dict[str, bytes]], root: Path,
                      layout: ShardLayout, shard_size: int, desc: str, total: int | None = None,
-                     quiet: bool = False, progress_every: int = 256, seed: Path | None = None) -> dict:
+                     quiet: bool = False, progress_every: int = 256, seed: Path | None = None,
+                     pool=None) -> dict:
     """The resumable, sharded encoding loop every kind shares, in folder ``root``.
 
     ``docs`` is read ``shard_size`` at a time. A shard already finished in ``root`` (or in
@@ -142,11 +170,18 @@ def encode_in_shards(docs: Iterable[Document], encode: Callable[[list[Document]]
     then the finished mark. Shards past the corpus's end are removed. Returns the manifest
     fields: ``count``, ``docids``, ``hashes`` and ``extra`` (``shards``, ``shard_size``,
     ``corpus_sha256``).
+
+    ``pool`` (:class:`pyserini_ext.distributed.encoding.EncoderPool`) encodes the shards to be
+    encoded in other processes instead: ``pool.submit(root, i, chunk, digest, progress_every,
+    progress)`` hands one over (each runs :func:`encode_shard` into ``root``; ``progress(n)`` as
+    shards come back), ``pool.finish()`` returns ``{i: finished mark}`` once all are written.
+    Everything else is decided here.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     docs = iter(docs)
     hashes: dict[str, str] = {}
+    marks: dict[int, dict] = {}  # shard -> its finished mark
     corpus = hashlib.sha256()
     count, first, last, reused, linked = 0, None, None, 0, 0
     with tqdm(total=total, desc=desc, unit="doc", disable=quiet) as bar:
@@ -176,26 +211,18 @@ def encode_in_shards(docs: Iterable[Document], encode: Callable[[list[Document]]
                     done, linked = old, linked + 1
             elif done is not None:
                 reused += 1
+            if done is None and pool is not None:
+                pool.submit(root, i, chunk, digest, progress_every, bar.update)  # encoded and written elsewhere; its mark comes back below
+                continue
             if done is None:
-                parts = []
-                for start in range(0, len(chunk), progress_every):
-                    part = chunk[start:start + progress_every]
-                    parts.append(encode(part))
-                    bar.update(len(part))
-                payload = write(i, chunk, parts)
-                if sorted(payload) != sorted(layout.payload_names(i)):
-                    raise ValueError(f"shard writer returned {sorted(payload)}, expected {layout.payload_names(i)}")
-                payload[layout.docid_name(i)] = "".join(d.docid + "\n" for d in chunk).encode("utf-8")
-                files = {}
-                for name, data in payload.items():
-                    (root / name).parent.mkdir(parents=True, exist_ok=True)
-                    write_atomic(root / name, data)
-                    files[name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-                done = {"count": len(chunk), "docs_sha256": digest, "files": files}
-                write_atomic(root / layout.done_name(i), json.dumps(done, sort_keys=True))  # last: finished
+                done = encode_shard(root, layout, i, chunk, digest, encode, write, progress_every, bar.update)
             else:
                 bar.update(len(chunk))
-            hashes.update({name: entry["sha256"] for name, entry in done["files"].items()})
+            marks[i] = done
+        if pool is not None:
+            marks.update(pool.finish())
+    for i in sorted(marks):
+        hashes.update({name: entry["sha256"] for name, entry in marks[i]["files"].items()})
     stray = n_shards
     while _remove_shard(root, layout, stray):  # an earlier, longer corpus's shards
         log.warning("%s: removed shard %d, past the end of the corpus", root, stray)
@@ -228,14 +255,14 @@ def build_shards(docs: Iterable[Document], encode: Callable[[list[Document]], An
                  write: Callable[[int, list[Document], list], dict[str, bytes]], root: Path | str,
                  layout: ShardLayout, shard_size: int, desc: str, what: str, built_from: dict | None,
                  describe: Callable[[Path], dict], total: int | None = None, quiet: bool = False,
-                 progress_every: int = 256) -> Path:
+                 progress_every: int = 256, pool=None) -> Path:
     """A complete shard folder at ``root`` for ``built_from`` (:func:`ensure_built` around
     :func:`encode_in_shards`); ``describe(folder)`` adds ``dtype`` and ``dims``."""
     root = Path(root)
 
     def build(partial: Path) -> dict:
         fields = encode_in_shards(docs, encode, write, partial, layout, shard_size, desc, total, quiet,
-                                  progress_every, seed=_seed(root, layout, built_from))
+                                  progress_every, seed=_seed(root, layout, built_from), pool=pool)
         described = describe(partial)
         extra = {**fields.pop("extra"), **described.pop("extra", {})}
         return {"kind": layout.kind, **fields, **described, "extra": extra}
@@ -244,59 +271,45 @@ def build_shards(docs: Iterable[Document], encode: Callable[[list[Document]], An
 
 
 # --- the three kinds -----------------------------------------------------------------------
+#
+# Each kind's ``encode(part)`` and ``write(i, chunk, parts)`` come from one codec function of the
+# document encoder, so a process that encodes shards for another (``pyserini_ext.distributed``)
+# writes the same bytes: ``SHARD_CODECS[family.store](encoder)``.
 
-def encode_corpus(docs: Iterable[Document], encoder, shards_dir: Path | str, shard_size: int = 2048,
-                  total: int | None = None, quiet: bool = False, progress_every: int = 256,
-                  built_from: dict | None = None) -> Path:
-    """Dense vectors (FP32) of ``docs``, by a Pyserini ``DocumentEncoder``, in shards (:data:`DENSE`)."""
-    shards_dir = Path(shards_dir)
+def dense_codec(encoder):
+    """Dense vectors (FP32) by a Pyserini ``DocumentEncoder``: shard ``i`` is ``shard-i.npy``."""
+    def encode(part: list[Document]) -> np.ndarray:
+        return np.asarray(encoder.encode([d.text for d in part], titles=[d.title for d in part]), dtype=np.float32)
 
     def write(i: int, chunk: list[Document], parts: list[np.ndarray]) -> dict[str, bytes]:
         return {f"shard-{i:05d}.npy": npy_bytes(np.concatenate(parts).astype(np.float32, copy=False))}
 
-    def describe(folder: Path) -> dict:
-        return {"dtype": "float32", "dims": list(np.load(folder / "shard-00000.npy", mmap_mode="r").shape[1:])}
-
-    def encode(part: list[Document]) -> np.ndarray:
-        return np.asarray(encoder.encode([d.text for d in part], titles=[d.title for d in part]), dtype=np.float32)
-
-    return build_shards(docs, encode, write, shards_dir, DENSE, shard_size, f"encoding {shards_dir.parent.name}",
-                        "dense shards", built_from, describe, total, quiet, progress_every)
+    return encode, write
 
 
-def encode_token_corpus(docs: Iterable[Document], encoder, root: Path | str, shard_size: int = 1024,
-                        quiet: bool = False, progress_every: int = 256, built_from: dict | None = None,
-                        total: int | None = None) -> Path:
-    """Every token vector (FP16) of ``docs``, by a multi-vector document encoder, in shards
-    (:data:`TOKENS`): per shard the vectors document after document, and each document's count."""
-    root = Path(root)
+def token_codec(encoder):
+    """Token vectors (FP16) by a multi-vector document encoder: per shard the vectors document
+    after document, and each document's count."""
+    def encode(part: list[Document]):
+        return encoder.encode([d.text for d in part], titles=[d.title for d in part])
 
     def write(i: int, chunk: list[Document], parts: list[list[np.ndarray]]) -> dict[str, bytes]:
         vectors = [v for part in parts for v in part]
         return {f"shard-{i:05d}.tokens.npy": npy_bytes(np.concatenate(vectors).astype(np.float16)),
                 f"shard-{i:05d}.lengths.npy": npy_bytes(np.array([len(v) for v in vectors], dtype=np.int32))}
 
-    def describe(folder: Path) -> dict:
-        return {"dtype": "float16", "dims": list(np.load(folder / "shard-00000.tokens.npy", mmap_mode="r").shape[1:])}
-
-    return build_shards(docs, lambda part: encoder.encode([d.text for d in part], titles=[d.title for d in part]),
-                        write, root, TOKENS, shard_size, f"encoding tokens {root.parent.name}", "token shards",
-                        built_from, describe, total, quiet, progress_every)
+    return encode, write
 
 
-def encode_impact_corpus(docs: Iterable[Document], encoder, root: Path | str, shard_size: int = 2048,
-                         quiet: bool = False, progress_every: int = 256, built_from: dict | None = None,
-                         total: int | None = None) -> Path:
-    """SPLADE weights of ``docs`` in shards (:data:`IMPACT`): the float weights (SciPy CSR, for
-    exact scoring and re-ranking) and Anserini's JsonVectorCollection of the quantised impacts
-    (``collection/docs-i.jsonl``: ``{"id", "contents": "", "vector": {term: impact}}``, what
-    :func:`pyserini_ext.index.impact.build_impact_index` indexes). The encoder needs
-    ``weights`` and ``options.quantization``."""
+def impact_codec(encoder):
+    """SPLADE weights: the float weights (SciPy CSR) and Anserini's JsonVectorCollection of the
+    quantised impacts. The encoder needs ``weights``, ``options.quantization`` and ``net.terms``."""
     import scipy.sparse as sp
 
     from pyserini_ext.encode.splade import as_term_dicts, quantize
 
-    root = Path(root)
+    def encode(part: list[Document]):
+        return encoder.weights([d.text for d in part], [d.title for d in part])
 
     def write(i: int, chunk: list[Document], parts: list) -> dict[str, bytes]:
         weights = sp.vstack(parts, format="csr")
@@ -307,12 +320,68 @@ def encode_impact_corpus(docs: Iterable[Document], encoder, root: Path | str, sh
         sp.save_npz(buffer, weights.astype(np.float32))
         return {f"shard-{i:05d}.npz": buffer.getvalue(), f"collection/docs-{i:05d}.jsonl": lines.encode("utf-8")}
 
+    return encode, write
+
+
+SHARD_CODECS = {"vectors": (DENSE, dense_codec), "tokens": (TOKENS, token_codec), "impacts": (IMPACT, impact_codec)}
+
+
+def _describe_dense(folder: Path) -> dict:
+    return {"dtype": "float32", "dims": list(np.load(folder / "shard-00000.npy", mmap_mode="r").shape[1:])}
+
+
+def _describe_tokens(folder: Path) -> dict:
+    return {"dtype": "float16", "dims": list(np.load(folder / "shard-00000.tokens.npy", mmap_mode="r").shape[1:])}
+
+
+def _describe_impacts(quantization: float):
     def describe(folder: Path) -> dict:
+        import scipy.sparse as sp
+
         return {"dtype": "float32", "dims": [int(sp.load_npz(folder / "shard-00000.npz").shape[1])],
-                "extra": {"quantization": float(encoder.options.quantization)}}
+                "extra": {"quantization": float(quantization)}}
 
-    def build(part: list[Document]):
-        return encoder.weights([d.text for d in part], [d.title for d in part])
+    return describe
 
-    return build_shards(docs, build, write, root, IMPACT, shard_size, f"encoding {root.name}", "impact shards",
-                        built_from, describe, total, quiet, progress_every)
+
+def _codec(make, encoder, pool):
+    """The kind's (encode, write) in this process, or none when ``pool`` encodes elsewhere."""
+    return (None, None) if pool is not None else make(encoder)
+
+
+def encode_corpus(docs: Iterable[Document], encoder, shards_dir: Path | str, shard_size: int = 2048,
+                  total: int | None = None, quiet: bool = False, progress_every: int = 256,
+                  built_from: dict | None = None, pool=None) -> Path:
+    """Dense vectors (FP32) of ``docs``, by a Pyserini ``DocumentEncoder``, in shards (:data:`DENSE`).
+    With ``pool`` (see :func:`encode_in_shards`) the encoder lives in the pool's processes and
+    ``encoder`` may be None."""
+    shards_dir = Path(shards_dir)
+    encode, write = _codec(dense_codec, encoder, pool)
+    return build_shards(docs, encode, write, shards_dir, DENSE, shard_size, f"encoding {shards_dir.parent.name}",
+                        "dense shards", built_from, _describe_dense, total, quiet, progress_every, pool)
+
+
+def encode_token_corpus(docs: Iterable[Document], encoder, root: Path | str, shard_size: int = 1024,
+                        quiet: bool = False, progress_every: int = 256, built_from: dict | None = None,
+                        pool=None, total: int | None = None) -> Path:
+    """Every token vector (FP16) of ``docs``, by a multi-vector document encoder, in shards
+    (:data:`TOKENS`): per shard the vectors document after document, and each document's count."""
+    root = Path(root)
+    encode, write = _codec(token_codec, encoder, pool)
+    return build_shards(docs, encode, write, root, TOKENS, shard_size, f"encoding tokens {root.parent.name}",
+                        "token shards", built_from, _describe_tokens, total, quiet, progress_every, pool)
+
+
+def encode_impact_corpus(docs: Iterable[Document], encoder, root: Path | str, shard_size: int = 2048,
+                         quiet: bool = False, progress_every: int = 256, built_from: dict | None = None,
+                         pool=None, quantization: float | None = None, total: int | None = None) -> Path:
+    """SPLADE weights of ``docs`` in shards (:data:`IMPACT`): the float weights (SciPy CSR, for
+    exact scoring and re-ranking) and Anserini's JsonVectorCollection of the quantised impacts
+    (``collection/docs-i.jsonl``: ``{"id", "contents": "", "vector": {term: impact}}``, what
+    :func:`pyserini_ext.index.impact.build_impact_index` indexes). The encoder needs
+    ``weights`` and ``options.quantization``; with ``pool``, give ``quantization`` instead."""
+    root = Path(root)
+    encode, write = _codec(impact_codec, encoder, pool)
+    quantization = quantization if quantization is not None else encoder.options.quantization
+    return build_shards(docs, encode, write, root, IMPACT, shard_size, f"encoding {root.name}", "impact shards",
+                        built_from, _describe_impacts(quantization), total, quiet, progress_every, pool)
