@@ -95,11 +95,11 @@ def test_ablation_scorings_on_a_real_checkpoint(minilm_path):
 
 
 def test_overflowing_erroneous_vectors_are_refused():
-    from pyserini_ext.encode.mrl import document_vectors
+    from pyserini_ext.encode.mrl import mrl_document_vectors
 
     mu, s2 = np.zeros((2, 128)), np.full((2, 128), 0.25)  # prod s2 = 4^-128: 1 / prod leaves float32
     with pytest.raises(ValueError, match="overflow float32 in 2 of 2 texts"):
-        document_vectors(mu, s2, "original")
+        mrl_document_vectors(mu, s2, "original")
 
 
 def test_bad_options_are_refused():

@@ -137,14 +137,14 @@ class MrlModel:
         return out[:, :o.dim], out[:, o.dim:]
 
 
-def query_vectors(mu: np.ndarray, s2: np.ndarray, scoring: str) -> np.ndarray:
+def mrl_query_vectors(mu: np.ndarray, s2: np.ndarray, scoring: str) -> np.ndarray:
     """What a maximum-inner-product index needs on the query side: ``-`` the KL query vector
     (so the inner product is ``-2 KL + const``), or the mean alone for ``scoring="mean"``."""
     vectors = mu if scoring == "mean" else -scores.gaussian_kl_query_vectors(mu, s2, scoring)
     return finite_float32(vectors, "query", scoring)
 
 
-def document_vectors(mu: np.ndarray, s2: np.ndarray, scoring: str) -> np.ndarray:
+def mrl_document_vectors(mu: np.ndarray, s2: np.ndarray, scoring: str) -> np.ndarray:
     vectors = mu if scoring == "mean" else scores.gaussian_kl_document_vectors(mu, s2, scoring)
     return finite_float32(vectors, "document", scoring)
 
@@ -164,7 +164,7 @@ def finite_float32(vectors: np.ndarray, side: str, scoring: str) -> np.ndarray:
 
 class MrlQueryEncoder(QueryEncoder):
     """Query vectors ``-[1, s2, mu^2, mu]``: their inner product with document vectors is -2 KL + const
-    (or the ablations' vectors, see :func:`query_vectors`)."""
+    (or the ablations' vectors, see :func:`mrl_query_vectors`)."""
 
     def __init__(self, model: str, options: MrlOptions = MrlOptions()):
         super().__init__()
@@ -179,7 +179,7 @@ class MrlQueryEncoder(QueryEncoder):
         return self.encode_batch([query])[0]
 
     def encode_batch(self, queries: list[str]) -> np.ndarray:
-        return query_vectors(*self.gaussians(queries), self.options.scoring)
+        return mrl_query_vectors(*self.gaussians(queries), self.options.scoring)
 
 
 class MrlDocumentEncoder(DocumentEncoder):
@@ -193,7 +193,7 @@ class MrlDocumentEncoder(DocumentEncoder):
         return self.net.gaussians(texts, self.options.max_doc_length)
 
     def encode(self, texts: list[str], titles: list[str] | None = None, **kwargs) -> np.ndarray:
-        return document_vectors(*self.gaussians(texts, titles), self.options.scoring)
+        return mrl_document_vectors(*self.gaussians(texts, titles), self.options.scoring)
 
 
 class MrlTrainable(Trainable):

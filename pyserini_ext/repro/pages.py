@@ -100,6 +100,11 @@ class DatasetPage:
         order = list(FAMILY_TITLES)
         return [(FAMILY_TITLES.get(f, f), grouped[f]) for f in sorted(grouped, key=order.index)]
 
+    def anchor_table(self, row: Row) -> int:
+        """The index of the first table that shows ``row``: its row there carries the anchor
+        (``#spec-name``) other pages link to."""
+        return next(i for i, (_, metrics) in enumerate(self.families()) if any(m in row.cells for m in metrics))
+
 
 def page_file(dataset: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in dataset) + ".html"
