@@ -7,6 +7,11 @@ FAISS returns tied scores in an order that depends on the index internals, and
 cuts a tie group at ``k`` arbitrarily; we fetch past the tie at the cut-off and
 order by score, then by the tie policy.
 
+The order costs almost nothing: the docids are ranked once when the index opens (an
+integer array of their string order), every list of a batch is ordered by one NumPy sort
+of ``uint64`` keys (score, tie key) along the rows, and result objects are made once, from
+lists NumPy hands back (``batch_search_arrays`` skips them altogether).
+
 ``score_precision="float16"`` rounds scores to half precision, the precision an FP16
 matrix product on a GPU returns; it creates many ties, which is what the tie-policy
 ablation is about.
@@ -21,10 +26,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
-from pyserini_ext.search.ties import check_policy, total_order
+
+from pyserini_ext.search.run import gc_paused
+from pyserini_ext.search.ties import check_policy, docid_ranks, rows_in_total_order, tie_keys
+
+if TYPE_CHECKING:
+    from pyserini.search.faiss import DenseSearchResult
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +92,9 @@ class DenseSearcher:
         self.query_encoder = query_encoder
         self.tie_policy, self.seed, self.score_precision = check_policy(tie_policy), seed, score_precision
         self.dimension, self.num_docs = self.index.d, self.index.ntotal
+        # The total order's tie key, once per index: each row's docid rank in string order.
+        self.ranks = docid_ranks(self.docids)
+        self._docid_array = np.array(self.docids, dtype=object)
 
     @classmethod
     def from_card(cls, card, dataset_or_index, *, index: str = "flat", work=None, ties=None, **params) -> "DenseSearcher":
@@ -105,39 +119,72 @@ class DenseSearcher:
 
     def search(self, query: str | np.ndarray, k: int = 10, threads: int = 1) -> list[DenseSearchResult]:
         qid = query if isinstance(query, str) else ""
-        return self._search(self._encode([query]) if isinstance(query, str) else np.atleast_2d(query), [qid], k,
-                            threads)[0]
+        embeddings = self._encode([query]) if isinstance(query, str) else np.atleast_2d(query)
+        return self._objects(*self._search(embeddings, [qid], k, threads)[0])
 
     def batch_search(self, queries: list[str] | np.ndarray, q_ids: list[str], k: int = 10,
                      threads: int = 1) -> dict[str, list[DenseSearchResult]]:
+        return {qid: self._objects(docids, scores)
+                for qid, (docids, scores) in self.batch_search_arrays(queries, q_ids, k, threads).items()}
+
+    def batch_search_arrays(self, queries: list[str] | np.ndarray, q_ids: list[str], k: int = 10,
+                            threads: int = 1) -> dict[str, tuple[list[str], np.ndarray]]:
+        """``batch_search`` as ``{qid: (docids, float32 scores)}``, in the same total order."""
         embeddings = queries if isinstance(queries, np.ndarray) else self._encode(list(queries))
         return dict(zip(q_ids, self._search(embeddings, q_ids, k, threads)))
+
+    @staticmethod
+    def _objects(docids: list[str], scores: np.ndarray) -> list[DenseSearchResult]:
+        # Imported here, not at the top: Pyserini's search package starts the JVM, and a process
+        # that only needs _top (a shard of a sharded index, pyserini_ext.distributed) should not.
+        from pyserini.search.faiss import DenseSearchResult
+
+        with gc_paused():
+            return list(map(DenseSearchResult, docids, scores.tolist()))
 
     def _encode(self, queries: list[str]) -> np.ndarray:
         if hasattr(self.query_encoder, "encode_batch"):
             return np.asarray(self.query_encoder.encode_batch(queries), dtype=np.float32)
         return np.stack([self.query_encoder.encode(q) for q in queries]).astype(np.float32)
 
-    def _search(self, embeddings: np.ndarray, q_ids: list[str], k: int, threads: int) -> list[list[DenseSearchResult]]:
-        # Imported here, not at the top: Pyserini's search package starts the JVM, and a process
-        # that only needs _top (a shard of a sharded index, pyserini_ext.distributed) should not.
-        from pyserini.search.faiss import DenseSearchResult
-
+    def _search(self, embeddings: np.ndarray, q_ids: list[str], k: int,
+                threads: int) -> list[tuple[list[str], np.ndarray]]:
         faiss.omp_set_num_threads(threads or os.cpu_count() or 1)
         k = min(k, self.num_docs)
         scores, ids = self._top(embeddings.astype(np.float32), k)
-        results = []
-        for qid, row_scores, row_ids in zip(q_ids, scores, ids):
-            keep = row_ids >= 0
-            row_scores, row_ids = row_scores[keep], row_ids[keep]
-            docids = [self.docids[i] for i in row_ids]
-            order = total_order(docids, row_scores, self.tie_policy, self.seed, qid)[:k]
-            results.append([DenseSearchResult(docids[i], float(row_scores[i])) for i in order])
-        return results
+        return self.ordered(scores, ids, q_ids, k)
+
+    def ordered(self, scores: np.ndarray, ids: np.ndarray, q_ids: list[str], k: int
+                ) -> list[tuple[list[str], np.ndarray]]:
+        """Each row of FAISS's ``(scores, ids)`` in the total order, cut at ``k``: (docids, scores)."""
+        valid = ids >= 0  # FAISS pads a short list with -1
+        rows = np.where(valid, ids, 0)
+        if self.tie_policy == "shuffle":
+            # A seeded permutation of each list's positions (its valid hits, in FAISS's order).
+            ties = np.zeros(ids.shape, dtype=np.int64)
+            for r, qid in enumerate(q_ids):
+                ties[r, valid[r]] = tie_keys(int(valid[r].sum()), "shuffle", self.seed, qid)
+        elif self.tie_policy == "reverse":
+            ties = (self.num_docs - 1) - self.ranks[rows]
+        else:
+            ties = self.ranks[rows]
+        scores = np.where(valid, scores, np.float32(np.nan))  # NaN sorts last: padding goes to the end
+        order = rows_in_total_order(scores, ties)[:, :k]
+        along = np.arange(len(order))[:, None]
+        top_ids, top_scores = rows[along, order], scores[along, order]
+        counts = np.minimum(valid.sum(axis=1), k)
+        docids = self._docid_array[top_ids].tolist()
+        return [(row_docids[:n] if n < len(row_docids) else row_docids, row_scores[:n])
+                for row_docids, row_scores, n in zip(docids, top_scores, counts.tolist())]
 
     def _top(self, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top hits per query, extended until the k-th score's tie group is complete."""
-        fetch = min(self.num_docs, k + max(16, k // 10))
+        """Top hits per query, extended until the k-th score's tie group is complete.
+
+        One hit past ``k`` shows whether the k-th score's tie group goes on; ``shuffle`` fetches
+        ``k + max(16, k / 10)`` as it always did, because its seeded permutation is of the
+        fetched positions (the other policies' order does not depend on how many were fetched)."""
+        extra = max(16, k // 10) if self.tie_policy == "shuffle" else 1
+        fetch = min(self.num_docs, k + extra)
         while True:
             scores, ids = self.index.search(embeddings, fetch)
             if self.score_precision == "float16":

@@ -12,57 +12,96 @@
 
 Pyserini's ``HybridSearcher`` sorts the union of documents as a ``set`` iterates,
 so tied fused scores come out in hash order; here every list ends in the total
-order of :mod:`pyserini_ext.search.ties`.
+order of :mod:`pyserini_ext.search.ties` (``shuffle`` permutes the union in order of
+first appearance: sparse list first, then the dense list's new documents).
 """
 
 from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from pyserini_ext.search.run import Hit, ScoredDoc, order_hits, search_complete
+import numpy as np
+
+from pyserini_ext.search.run import Hit, ScoredDoc, hit_fields, order_arrays, search_complete
 from pyserini_ext.search.ties import TieOrder
 
 RRF_K = 60
 
 
+# Vectorised: each fused list is built from NumPy arrays (the union by one C-level dict pass,
+# sums by bincount in list order, so every float operation and its order is the per-document
+# one); docids are string-sorted only where fused scores tie.
+
+def _union(docids: list[str]) -> tuple[list[str], np.ndarray]:
+    """Distinct docids in order of first appearance, and each input's index among them."""
+    distinct = list(dict.fromkeys(docids))
+    where = dict(zip(distinct, range(len(distinct))))
+    return distinct, np.fromiter(map(where.__getitem__, docids), dtype=np.int64, count=len(docids))
+
+
+def _last_values(index: np.ndarray, values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``{docid: value}`` as a dict comprehension builds it (the last occurrence wins), per distinct index."""
+    last = np.full(size, -1, dtype=np.int64)
+    np.maximum.at(last, index, np.arange(len(index)))
+    present = last >= 0
+    return np.where(present, values[np.maximum(last, 0)] if len(values) else 0.0, 0.0), present
+
+
 def hybrid_interpolation(sparse: Sequence[ScoredDoc], dense: Sequence[ScoredDoc], alpha: float = 0.1,
                          normalization: bool = False, weight_on_dense: bool = False, k: int | None = None,
                          tie_policy: str = "docid", seed: int = 0, qid: str = "") -> list[Hit]:
-    sparse_scores = {h.docid: float(h.score) for h in sparse}
-    dense_scores = {h.docid: float(h.score) for h in dense}
-    s_min, s_max = (min(sparse_scores.values()), max(sparse_scores.values())) if sparse_scores else (0.0, 1.0)
-    d_min, d_max = (min(dense_scores.values()), max(dense_scores.values())) if dense_scores else (0.0, 1.0)
-    fused = []
-    for docid in sparse_scores.keys() | dense_scores.keys():
-        s = sparse_scores.get(docid, s_min)
-        d = dense_scores.get(docid, d_min)
-        if normalization:
-            s, d = _centre_scale(s, s_min, s_max), _centre_scale(d, d_min, d_max)
-        fused.append(Hit(docid, s + alpha * d if weight_on_dense else alpha * s + d))
-    return order_hits(fused, tie_policy, seed, qid, k)
+    (sparse_ids, sparse_scores), (dense_ids, dense_scores) = hit_fields(sparse), hit_fields(dense)
+    if not sparse_ids and not dense_ids:
+        return []
+    distinct, index = _union(sparse_ids + dense_ids)
+    n, split = len(distinct), len(sparse_ids)
+    s_val, s_has = _last_values(index[:split], sparse_scores, n)
+    d_val, d_has = _last_values(index[split:], dense_scores, n)
+    s_min, s_max = (s_val[s_has].min(), s_val[s_has].max()) if split else (0.0, 1.0)
+    d_min, d_max = (d_val[d_has].min(), d_val[d_has].max()) if len(dense_ids) else (0.0, 1.0)
+    s = np.where(s_has, s_val, s_min)
+    d = np.where(d_has, d_val, d_min)
+    if normalization:
+        s, d = _centre_scale(s, s_min, s_max), _centre_scale(d, d_min, d_max)
+    fused = s + alpha * d if weight_on_dense else alpha * s + d
+    return order_arrays(distinct, fused, tie_policy, seed, qid, k)
 
 
-def _centre_scale(score: float, low: float, high: float) -> float:
+def _centre_scale(score, low: float, high: float):
     """HybridSearcher's normalisation; a list of equal scores maps to 0 (Pyserini divides by zero)."""
-    return (score - (low + high) / 2) / (high - low) if high > low else 0.0
+    return (score - (low + high) / 2) / (high - low) if high > low else np.zeros_like(score)
+
+
+def _weighted(docids: list[str], contributions: np.ndarray, k, tie_policy, seed, qid) -> list[Hit]:
+    if not docids:
+        return []
+    distinct, index = _union(docids)
+    # bincount adds in input order, from 0.0: the same sums, bit for bit, as a dict of running totals.
+    sums = np.bincount(index, weights=contributions, minlength=len(distinct))
+    return order_arrays(distinct, sums, tie_policy, seed, qid, k)
 
 
 def weighted_sum(lists: Sequence[Sequence[ScoredDoc]], weights: Sequence[float], depth: int | None = None,
                  k: int | None = None, tie_policy: str = "docid", seed: int = 0, qid: str = "") -> list[Hit]:
     if len(weights) != len(lists):
         raise ValueError(f"{len(weights)} weights for {len(lists)} lists")
-    fused: dict[str, float] = {}
-    for hits, weight in zip(lists, weights):
-        for hit in hits[:depth]:
-            fused[hit.docid] = fused.get(hit.docid, 0.0) + weight * float(hit.score)
-    return order_hits([Hit(d, s) for d, s in fused.items()], tie_policy, seed, qid, k)
+    fields = [hit_fields(hits[:depth]) for hits in lists]
+    docids = [d for ids, _ in fields for d in ids] if len(fields) != 1 else fields[0][0]
+    contributions = np.concatenate([weight * scores for (_, scores), weight in zip(fields, weights)]) \
+        if fields else np.zeros(0)
+    return _weighted(docids, contributions, k, tie_policy, seed, qid)
 
 
 def reciprocal_rank_fusion(lists: Sequence[Sequence[ScoredDoc]], rrf_k: int = RRF_K, depth: int | None = None,
                            k: int | None = None, tie_policy: str = "docid", seed: int = 0, qid: str = "") -> list[Hit]:
     """Ranks are positions in each list as given (1-based): pass lists in their final order."""
-    ranked = [[Hit(h.docid, 1.0 / (rrf_k + rank)) for rank, h in enumerate(hits, start=1)] for hits in lists]
-    return weighted_sum(ranked, [1.0] * len(lists), depth, k, tie_policy, seed, qid)
+    docids, contributions = [], []
+    for hits in lists:
+        ids = hit_fields(hits[:depth])[0]
+        docids.extend(ids)
+        contributions.append(1.0 / (rrf_k + np.arange(1, len(ids) + 1, dtype=np.float64)))
+    return _weighted(docids, np.concatenate(contributions) if contributions else np.zeros(0), k, tie_policy, seed,
+                     qid)
 
 
 FUSION_METHODS = ("hybrid", "weighted", "rrf")

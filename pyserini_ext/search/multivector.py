@@ -29,7 +29,8 @@ from pyserini.search.faiss import DenseSearchResult
 
 from pyserini_ext.store import TokenStore
 from pyserini_ext.scores import IMPUTATIONS, XTR_COMBINES, maxsim, xtr_imputed_scores
-from pyserini_ext.search.ties import check_policy, total_order
+from pyserini_ext.search.run import gc_paused
+from pyserini_ext.search.ties import check_policy, docid_ranks, total_order
 
 
 class _LateInteractionSearcher:
@@ -39,16 +40,29 @@ class _LateInteractionSearcher:
         self.store, self.query_encoder = store, query_encoder
         self.tie_policy, self.seed = check_policy(tie_policy), seed
         self.docids = store.docids
+        self.ranks = docid_ranks(self.docids)  # the tie key, once per store
+        self._docid_array = np.array(self.docids, dtype=object)
 
     def search(self, query: str | np.ndarray, k: int = 10, threads: int = 1) -> list[DenseSearchResult]:
         qid = query if isinstance(query, str) else ""
         vectors = self.query_encoder.encode_batch([query])[0] if isinstance(query, str) else query
-        return self._ranked(qid, *self.score(vectors), k)
+        return self._objects(*self._ranked(qid, *self.score(vectors), k))
 
     def batch_search(self, queries: list[str] | np.ndarray, q_ids: list[str], k: int = 10,
                      threads: int = 1) -> dict[str, list[DenseSearchResult]]:
+        return {qid: self._objects(*ranked)
+                for qid, ranked in self.batch_search_arrays(queries, q_ids, k, threads).items()}
+
+    def batch_search_arrays(self, queries: list[str] | np.ndarray, q_ids: list[str], k: int = 10,
+                            threads: int = 1) -> dict[str, tuple[list[str], np.ndarray]]:
+        """``batch_search`` as ``{qid: (docids, scores)}``, in the same total order."""
         vectors = queries if isinstance(queries, np.ndarray) else self.query_encoder.encode_batch(list(queries))
         return {qid: self._ranked(qid, *scored, k) for qid, scored in zip(q_ids, self.score_many(vectors))}
+
+    @staticmethod
+    def _objects(docids: list[str], scores: np.ndarray) -> list[DenseSearchResult]:
+        with gc_paused():
+            return list(map(DenseSearchResult, docids, np.asarray(scores, dtype=np.float64).tolist()))
 
     def score(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(candidate document indices, their scores) for one query's token matrix."""
@@ -57,10 +71,11 @@ class _LateInteractionSearcher:
     def score_many(self, queries: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         return [self.score(q) for q in queries]
 
-    def _ranked(self, qid: str, docs: np.ndarray, scores: np.ndarray, k: int) -> list[DenseSearchResult]:
-        docids = [self.docids[d] for d in docs]
-        order = total_order(docids, scores, self.tie_policy, self.seed, qid)[:k]
-        return [DenseSearchResult(docids[i], float(scores[i])) for i in order]
+    def _ranked(self, qid: str, docs: np.ndarray, scores: np.ndarray, k: int) -> tuple[list[str], np.ndarray]:
+        """(docids, scores) of candidate documents ``docs`` in the total order, cut at ``k``."""
+        docs = np.asarray(docs, dtype=np.int64)
+        order = total_order(None, scores, self.tie_policy, self.seed, qid, ranks=self.ranks[docs])[:k]
+        return self._docid_array[docs[order]].tolist(), np.asarray(scores)[order]
 
     def exact(self, query: np.ndarray, docs: np.ndarray) -> np.ndarray:
         return maxsim(query, [self.store.doc_tokens(int(d)) for d in docs])

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from pyserini_ext.search.run import Hit, order_hits, search_complete
+from pyserini_ext.search.run import Hit, hit_fields, order_arrays, search_complete
 from pyserini_ext.search.ties import TieOrder
 from pyserini_ext.store.readers import ImpactStore, VectorStore
 
@@ -77,7 +77,8 @@ class Rerank(Stage):
     """Re-score each candidate against its stored representation (``store.score``).
 
     Candidates the store does not have are dropped (they cannot be scored); the
-    result keeps the total order (score, then tie policy).
+    result keeps the total order (score, then tie policy). The store scores a whole batch
+    of queries at once (``store.score_many``: one gather, one matrix product per batch).
     """
 
     def __init__(self, store, encode_queries: Callable[[list[str]], Any], name: str, ties: TieOrder = TieOrder()):
@@ -86,12 +87,9 @@ class Rerank(Stage):
     def transform(self, topics, run):
         qids = [q for q in topics if q in run]
         queries = self.encode_queries([topics[q] for q in qids])
-        out = {}
-        for i, qid in enumerate(qids):
-            scores, docids = self.store.score(queries[i], [h.docid for h in run[qid]])
-            out[qid] = order_hits([Hit(d, float(s)) for d, s in zip(docids, scores)], self.ties.policy, self.ties.seed,
-                                  qid)
-        return out
+        scored = self.store.score_many(queries, [hit_fields(run[q])[0] for q in qids])
+        return {qid: order_arrays(docids, np.asarray(scores, dtype=np.float64), self.ties.policy, self.ties.seed, qid)
+                for qid, (scores, docids) in zip(qids, scored)}
 
     def __repr__(self) -> str:
         return self.name
