@@ -265,15 +265,20 @@ def test_ray_option_without_ray_says_what_to_install():
 
 def test_a_jvm_started_before_ray_survives_lucene_searches_after_it(ray_cluster, workdir):
     """ray.init turns on Python's faulthandler, which took the JVM's own SIGSEGVs and aborted
-    the driver (the CLI starts the JVM before Ray: cards load Pyserini); connect() turns it off."""
+    the driver (the CLI starts the JVM before Ray: cards load Pyserini); connect() turns it off.
+    Under pytest faulthandler is on from the start, and Ray's own failure signal handler took the
+    JVM's SIGSEGVs once a task had run (exit 139): connect() keeps Ray from installing it."""
     from pyserini_ext.recipes import bm25_index, workspace
 
     index = bm25_index(workspace("cacm", workdir, quiet=True))  # built by the repro test above, or here
-    code = ("import pyserini_ext\n"
+    code = ("import faulthandler\n"
+            "faulthandler.enable()  # as pytest and python -X faulthandler do\n"
+            "import pyserini_ext\n"
             "from pyserini.search.lucene import LuceneSearcher\n"
             "searcher = LuceneSearcher(%r)\n"
             "from pyserini_ext.distributed import connect\n"
             "ray = connect(%r)  # joins the session's cluster: a driver, not a new cluster\n"
+            "assert ray.get(ray.remote(lambda: 1).remote()) == 1\n"
             "for _ in range(50):\n"
             "    searcher.batch_search(['computer program', 'parallel algorithm'] * 20, [str(i) for i in range(40)],"
             " 100, threads=2)\n"

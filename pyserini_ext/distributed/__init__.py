@@ -28,11 +28,21 @@ class RayMissing(RuntimeError):
 
 def require_ray():
     """The ``ray`` module, or :class:`RayMissing` with the one line that says what to install."""
+    # Ray's core worker installs absl's failure signal handler for SIGSEGV, which takes the
+    # signal from a JVM in the same process (Anserini's, here or in a Ray task running a BM25
+    # spec): the JVM raises SIGSEGV on purpose and must handle it itself. Measured here: a
+    # threaded Lucene batch_search after a Ray task crashed the driver (exit 139) without this,
+    # and ran with it. It must be set before ray is imported; the workers get it through
+    # runtime_env.
+    os.environ.setdefault(NO_SIGNAL_HANDLER, "1")
     try:
         import ray
     except ImportError:
         raise RayMissing(INSTALL_HINT) from None
     return ray
+
+
+NO_SIGNAL_HANDLER = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
 
 
 def forwarded_env() -> dict[str, str]:
@@ -47,7 +57,7 @@ def connect(address: str | None = None, **local_options):
 
     ray = require_ray()
     if not ray.is_initialized():
-        runtime_env = {"env_vars": forwarded_env()}
+        runtime_env = {"env_vars": {**forwarded_env(), NO_SIGNAL_HANDLER: os.environ[NO_SIGNAL_HANDLER]}}
         handler_was_on = faulthandler.is_enabled()
         if address and address != "local":
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
