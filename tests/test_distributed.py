@@ -18,7 +18,12 @@ import pytest
 
 from pyserini_ext.data.readers import Document
 
-ray = pytest.importorskip("ray")
+try:  # through require_ray: it keeps Ray's failure signal handler away from the JVM (set before import)
+    from pyserini_ext.distributed import RayMissing, require_ray
+
+    ray = require_ray()
+except RayMissing as missing:
+    pytest.skip(str(missing), allow_module_level=True)
 
 CARD = "all-minilm-l6-v2"
 WORDS = ("protein cell gene virus vaccine immune receptor tumour dose trial cohort mouse signal kinase "
