@@ -91,6 +91,37 @@ def test_run_as_dict_is_the_written_order():
         assert list(scores.values()) == ref.strictly_decreasing([h.score for h in run[qid]]).tolist()
 
 
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("precision", ["float32", "float16"])
+def test_dense_searcher_equals_the_reference_on_a_tied_index(tmp_path, policy, precision):
+    """A FAISS flat index whose vectors repeat (tied scores, tie groups cut at k), searched one
+    query at a time and in a batch, against the old DenseSearcher code."""
+    import faiss
+
+    from pyserini_ext.search.dense import DenseSearcher
+
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((40, 16)).astype(np.float32)
+    vectors = base[rng.integers(0, 40, 300)]  # every vector about 7 times
+    docids = [str(x) for x in rng.permutation(10 ** 6)[:300]]
+    index = faiss.IndexFlatIP(16)
+    index.add(vectors)
+    folder = tmp_path / "index"
+    folder.mkdir()
+    faiss.write_index(index, str(folder / "index"))
+    (folder / "docid").write_text("".join(d + "\n" for d in docids))
+    queries = rng.standard_normal((25, 16)).astype(np.float32)
+    qids = [f"q{i}" for i in range(25)]
+    searcher = DenseSearcher(folder, None, tie_policy=policy, seed=3, score_precision=precision, device="cpu")
+    for k in (1, 10, 64, 300):
+        old = ref.dense_batch_search(index, docids, queries, qids, k, policy, 3, precision)
+        new = searcher.batch_search(queries, qids, k=k)
+        assert {q: pairs(h) for q, h in new.items()} == {q: pairs(h) for q, h in old.items()}
+        for qid, query in zip(qids[:5], queries):
+            single = ref.dense_batch_search(index, docids, query[None], [""], k, policy, 3, precision)[""]
+            assert pairs(searcher.search(query[None], k=k)) == pairs(single)
+
+
 # --- SciFact, end to end -------------------------------------------------------------------
 
 

@@ -10,7 +10,11 @@ order by score, then by the tie policy.
 The order costs almost nothing: the docids are ranked once when the index opens (an
 integer array of their string order), every list of a batch is ordered by one NumPy sort
 of ``uint64`` keys (score, tie key) along the rows, and result objects are made once, from
-lists NumPy hands back (``batch_search_arrays`` skips them altogether).
+lists NumPy hands back (``batch_search_arrays`` skips them altogether). A single query
+against a CPU flat inner-product index is scored by FAISS's own kernel (the one its
+``search`` runs for one query, so the scores are the same bits) and its k best, with the
+k-th score's whole tie group, are selected by one NumPy ``partition`` instead of FAISS's
+heap: no second fetch is ever needed.
 
 ``score_precision="float16"`` rounds scores to half precision, the precision an FP16
 matrix product on a GPU returns; it creates many ties, which is what the tie-policy
@@ -95,6 +99,12 @@ class DenseSearcher:
         # The total order's tie key, once per index: each row's docid rank in string order.
         self.ranks = docid_ranks(self.docids)
         self._docid_array = np.array(self.docids, dtype=object)
+        # A CPU flat inner-product index's vectors (a view of the index's own memory): one query
+        # is scored by FAISS's own kernel and its top k selected by NumPy (module docstring).
+        base = faiss.downcast_index(self.index)
+        self._vectors = None
+        if type(base) is faiss.IndexFlatIP and base.ntotal:
+            self._vectors = faiss.rev_swig_ptr(base.get_xb(), base.ntotal * base.d).reshape(base.ntotal, base.d)
 
     @classmethod
     def from_card(cls, card, dataset_or_index, *, index: str = "flat", work=None, ties=None, **params) -> "DenseSearcher":
@@ -120,12 +130,18 @@ class DenseSearcher:
     def search(self, query: str | np.ndarray, k: int = 10, threads: int = 1) -> list[DenseSearchResult]:
         qid = query if isinstance(query, str) else ""
         embeddings = self._encode([query]) if isinstance(query, str) else np.atleast_2d(query)
-        return self._objects(*self._search(embeddings, [qid], k, threads)[0])
+        if len(embeddings) == 1 and self._vectors is not None and self.tie_policy != "shuffle":
+            docids, scores = self._search_flat(embeddings[0], min(k, self.num_docs))
+        else:
+            docids, scores = self._search(embeddings, [qid], k, threads)[0]
+        with gc_paused():
+            return self._objects(docids, scores)
 
     def batch_search(self, queries: list[str] | np.ndarray, q_ids: list[str], k: int = 10,
                      threads: int = 1) -> dict[str, list[DenseSearchResult]]:
-        return {qid: self._objects(docids, scores)
-                for qid, (docids, scores) in self.batch_search_arrays(queries, q_ids, k, threads).items()}
+        found = self.batch_search_arrays(queries, q_ids, k, threads)
+        with gc_paused():  # one collection after the whole batch, not one per list
+            return {qid: self._objects(docids, scores) for qid, (docids, scores) in found.items()}
 
     def batch_search_arrays(self, queries: list[str] | np.ndarray, q_ids: list[str], k: int = 10,
                             threads: int = 1) -> dict[str, tuple[list[str], np.ndarray]]:
@@ -139,8 +155,7 @@ class DenseSearcher:
         # that only needs _top (a shard of a sharded index, pyserini_ext.distributed) should not.
         from pyserini.search.faiss import DenseSearchResult
 
-        with gc_paused():
-            return list(map(DenseSearchResult, docids, scores.tolist()))
+        return list(map(DenseSearchResult, docids, scores.tolist()))
 
     def _encode(self, queries: list[str]) -> np.ndarray:
         if hasattr(self.query_encoder, "encode_batch"):
@@ -154,28 +169,55 @@ class DenseSearcher:
         scores, ids = self._top(embeddings.astype(np.float32), k)
         return self.ordered(scores, ids, q_ids, k)
 
+    def _search_flat(self, query: np.ndarray, k: int) -> tuple[list[str], np.ndarray]:
+        """One query against a flat inner-product index: every score by FAISS's own kernel
+        (``fvec_inner_products_ny``, the one ``search`` runs for a single query: the same
+        bits), the k-th score's whole tie group by one ``partition``, then the total order."""
+        query = np.ascontiguousarray(query, dtype=np.float32)
+        scores = np.empty(self.num_docs, dtype=np.float32)
+        faiss.fvec_inner_products_ny(faiss.swig_ptr(scores), faiss.swig_ptr(query), faiss.swig_ptr(self._vectors),
+                                     self.dimension, self.num_docs)
+        if self.score_precision == "float16":
+            scores = scores.astype(np.float16).astype(np.float32)
+        if k <= 0:
+            return [], scores[:0]
+        kth = np.partition(scores, self.num_docs - k)[self.num_docs - k] if k < self.num_docs else scores.min()
+        rows = np.flatnonzero(scores >= kth)  # the top k and every score tied with the k-th
+        ties = self.ranks[rows] if self.tie_policy == "docid" else (self.num_docs - 1) - self.ranks[rows]
+        top = scores[rows]
+        order = rows_in_total_order(top[None, :], ties[None, :])[0, :k]
+        return self._docid_array[rows[order]].tolist(), top[order]
+
     def ordered(self, scores: np.ndarray, ids: np.ndarray, q_ids: list[str], k: int
                 ) -> list[tuple[list[str], np.ndarray]]:
         """Each row of FAISS's ``(scores, ids)`` in the total order, cut at ``k``: (docids, scores)."""
         valid = ids >= 0  # FAISS pads a short list with -1
-        rows = np.where(valid, ids, 0)
+        complete = bool(valid.all())
+        rows = ids if complete else np.where(valid, ids, 0)
+        if not complete:
+            scores = np.where(valid, scores, np.float32(np.nan))  # NaN sorts last: padding goes to the end
         if self.tie_policy == "shuffle":
             # A seeded permutation of each list's positions (its valid hits, in FAISS's order).
             ties = np.zeros(ids.shape, dtype=np.int64)
             for r, qid in enumerate(q_ids):
                 ties[r, valid[r]] = tie_keys(int(valid[r].sum()), "shuffle", self.seed, qid)
-        elif self.tie_policy == "reverse":
-            ties = (self.num_docs - 1) - self.ranks[rows]
+            order = rows_in_total_order(scores, ties)
+        elif complete and (scores[:, 1:] < scores[:, :-1]).all():
+            order = None  # FAISS's order, strictly decreasing: already the total order
         else:
-            ties = self.ranks[rows]
-        scores = np.where(valid, scores, np.float32(np.nan))  # NaN sorts last: padding goes to the end
-        order = rows_in_total_order(scores, ties)[:, :k]
-        along = np.arange(len(order))[:, None]
-        top_ids, top_scores = rows[along, order], scores[along, order]
-        counts = np.minimum(valid.sum(axis=1), k)
+            ties = (self.num_docs - 1) - self.ranks[rows] if self.tie_policy == "reverse" else self.ranks[rows]
+            order = rows_in_total_order(scores, ties)
+        if order is None:
+            top_ids, top_scores = rows[:, :k], scores[:, :k]
+        else:
+            order = order[:, :k]
+            along = np.arange(len(order))[:, None]
+            top_ids, top_scores = rows[along, order], scores[along, order]
         docids = self._docid_array[top_ids].tolist()
-        return [(row_docids[:n] if n < len(row_docids) else row_docids, row_scores[:n])
-                for row_docids, row_scores, n in zip(docids, top_scores, counts.tolist())]
+        if complete:
+            return list(zip(docids, top_scores))
+        counts = np.minimum(valid.sum(axis=1), k).tolist()
+        return [(row_docids[:n], row_scores[:n]) for row_docids, row_scores, n in zip(docids, top_scores, counts)]
 
     def _top(self, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top hits per query, extended until the k-th score's tie group is complete.

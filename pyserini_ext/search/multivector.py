@@ -46,12 +46,15 @@ class _LateInteractionSearcher:
     def search(self, query: str | np.ndarray, k: int = 10, threads: int = 1) -> list[DenseSearchResult]:
         qid = query if isinstance(query, str) else ""
         vectors = self.query_encoder.encode_batch([query])[0] if isinstance(query, str) else query
-        return self._objects(*self._ranked(qid, *self.score(vectors), k))
+        ranked = self._ranked(qid, *self.score(vectors), k)
+        with gc_paused():
+            return self._objects(*ranked)
 
     def batch_search(self, queries: list[str] | np.ndarray, q_ids: list[str], k: int = 10,
                      threads: int = 1) -> dict[str, list[DenseSearchResult]]:
-        return {qid: self._objects(*ranked)
-                for qid, ranked in self.batch_search_arrays(queries, q_ids, k, threads).items()}
+        found = self.batch_search_arrays(queries, q_ids, k, threads)
+        with gc_paused():  # one collection after the whole batch, not one per list
+            return {qid: self._objects(*ranked) for qid, ranked in found.items()}
 
     def batch_search_arrays(self, queries: list[str] | np.ndarray, q_ids: list[str], k: int = 10,
                             threads: int = 1) -> dict[str, tuple[list[str], np.ndarray]]:
@@ -61,8 +64,7 @@ class _LateInteractionSearcher:
 
     @staticmethod
     def _objects(docids: list[str], scores: np.ndarray) -> list[DenseSearchResult]:
-        with gc_paused():
-            return list(map(DenseSearchResult, docids, np.asarray(scores, dtype=np.float64).tolist()))
+        return list(map(DenseSearchResult, docids, np.asarray(scores, dtype=np.float64).tolist()))
 
     def score(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(candidate document indices, their scores) for one query's token matrix."""

@@ -92,7 +92,8 @@ def order_hits(hits: Sequence[ScoredDoc], policy: str = "docid", seed: int = 0, 
 
 
 def order_run(run: Run, policy: str = "docid", seed: int = 0, k: int | None = None) -> dict[str, list[Hit]]:
-    return {qid: order_hits(hits, policy, seed, qid, k) for qid, hits in run.items()}
+    with gc_paused():
+        return {qid: order_hits(hits, policy, seed, qid, k) for qid, hits in run.items()}
 
 
 def run_as_dict(run: Run) -> dict[str, dict[str, float]]:
@@ -186,15 +187,16 @@ def search_complete(searcher, topics: Mapping[str, str], k: int, ties: TieOrder 
                 results[qid] = (docids, scores)
         pending, fetch = again, fetch * 2
     out = {}
-    for qid in qids:
-        docids, scores = results[qid]
-        if remove_query and docids:
-            keep = np.asarray(docids, dtype=object) != qid
-            docids, scores = take(docids, np.flatnonzero(keep)), scores[keep]
-        if drop is not None:
-            keep = np.fromiter((not drop(qid, d) for d in docids), dtype=bool, count=len(docids))
-            docids, scores = take(docids, np.flatnonzero(keep)), scores[keep]
-        out[qid] = order_arrays(docids, scores, ties.policy, ties.seed, qid, k)
+    with gc_paused():  # one collection after the whole run, not one per list
+        for qid in qids:
+            docids, scores = results[qid]
+            if remove_query and docids:
+                keep = np.asarray(docids, dtype=object) != qid
+                docids, scores = take(docids, np.flatnonzero(keep)), scores[keep]
+            if drop is not None:
+                keep = np.fromiter((not drop(qid, d) for d in docids), dtype=bool, count=len(docids))
+                docids, scores = take(docids, np.flatnonzero(keep)), scores[keep]
+            out[qid] = order_arrays(docids, scores, ties.policy, ties.seed, qid, k)
     return out
 
 
