@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -70,6 +71,7 @@ def cmd_repro(args) -> int:
                  if isinstance(s, Exception) or ((args.train or not s.train) and (args.downloads or not s.downloads))]
     else:
         items = _parse_specs(args.names)
+        _refuse_bad_specs(items)
     specs = [s for _, s in items if not isinstance(s, Exception)]
     if args.dry_run or args.display_commands:
         for spec in specs:
@@ -94,6 +96,35 @@ def _parse_specs(names: list[str]) -> list:
         except (SpecError, FileNotFoundError, ValueError) as err:
             items.append((Path(name).stem, err))
     return items
+
+
+def _refuse_bad_specs(items) -> None:
+    """Specs named on the command line are arguments: one that cannot be read, or whose
+    pipeline names an unknown searcher or parameter or an encoder card that is a path, is a
+    usage error (exit 2), found before anything runs. (``--all`` keeps such a spec as an ERROR
+    row instead, so one broken spec does not stop the others.)"""
+    from pyserini_ext.paths import safe_name
+    from pyserini_ext.recipes import SEARCHERS
+
+    def check(pipeline: dict, where: str) -> None:
+        kind = SEARCHERS.get(pipeline.get("searcher"))
+        kind.parse_params(pipeline.get("params") or {})
+        for key, value in (pipeline.get("params") or {}).items():
+            if key == "encoder" and value:
+                safe_name(value, f"{where}.encoder: encoder card")
+            # nested stages (fusion's searchers, rerank's first_stage) are pipelines too
+            for stage in (value if isinstance(value, (list, tuple)) else [value]):
+                if isinstance(stage, dict) and "searcher" in stage:
+                    check(stage, f"{where}.{key}")
+
+    for _, spec in items:
+        if isinstance(spec, Exception):
+            raise spec
+        try:
+            check({"searcher": spec.pipeline.searcher, "params": spec.pipeline.params}, "pipeline.params")
+        except (KeyError, ValueError) as err:
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            raise ValueError(f"{spec.path}: {message}") from None
 
 
 def _run_and_record(items, args) -> int:
@@ -270,10 +301,14 @@ def cmd_encoders(args) -> int:
 def cmd_qpp(args) -> int:
     from pyserini_ext.eval.qpp import format_correlation_table, qpp_study
 
-    header, rows = qpp_study(args.dataset, args.split, args.reference, args.metric, args.mrl_encoder, args.work,
-                             args.quiet)
+    command = " ".join(["pyserini-ext qpp --dataset", shlex.quote(str(args.dataset)), "--split", shlex.quote(args.split),
+                        *(f"--reference {shlex.quote(r)}" for r in args.reference), "--metric", shlex.quote(args.metric),
+                        *([f"--mrl-encoder {shlex.quote(args.mrl_encoder)}"] if args.mrl_encoder else [])])
+    header, rows, record = qpp_study(args.dataset, args.split, args.reference, args.metric, args.mrl_encoder,
+                                     args.work, args.quiet, command)
     print(f"# {header}")
     print(format_correlation_table(rows))
+    print(f"recorded {record} (shown by `pyserini-ext repro page`)")
     return 0
 
 

@@ -112,3 +112,57 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary(tmp_path):
     assert "Traceback" not in proc.stderr and proc.stderr.strip().splitlines()[-1].startswith("pyserini-ext: error:")
     assert "too large" in proc.stderr.lower() or "no space" in proc.stderr.lower()
     assert list(out.parent.iterdir()) == []  # neither the output nor its temporary
+
+
+# --- defect 3: a name from --param or a spec never reaches outside the work folder -------------
+
+def _sentinel(tmp_path):
+    """A folder with a file, outside the work folder, where an escaping encoder name would point."""
+    sentinel = tmp_path / "x" / "evil"
+    sentinel.mkdir(parents=True)
+    (sentinel / "precious.txt").write_text("keep me")
+    return sentinel
+
+
+def _untouched(sentinel, tmp_path):
+    assert sorted(p.name for p in sentinel.iterdir()) == ["precious.txt"]
+    assert (sentinel / "precious.txt").read_text() == "keep me"
+    assert sorted(p.name for p in sentinel.parent.parent.iterdir() if p.name != "work") == ["spec.yaml", "x"] \
+        if (tmp_path / "spec.yaml").exists() else ["x"]
+    assert not os.path.exists("/x/evil")  # the absolute reading of '/../../x/evil'
+
+
+@pytest.mark.parametrize("name", ["/../../x/evil", "../../../../x/evil"])
+def test_an_encoder_name_that_is_a_path_is_a_usage_error_and_touches_nothing(capsys, tiny, tmp_path, name):
+    sentinel = _sentinel(tmp_path)
+    argv = search(tiny, tmp_path, "--param", f"encoder={name}")
+    argv[1] = "dense"
+    one_line_error(capsys, argv, 2, repr(name), "not a plain name")
+    _untouched(sentinel, tmp_path)
+    assert not (tmp_path / "work" / "indexes").exists()
+
+
+def test_a_spec_whose_params_name_a_path_is_a_usage_error_and_touches_nothing(capsys, tiny, tmp_path):
+    sentinel = _sentinel(tmp_path)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"""description: an escaping encoder name
+dataset: {tiny}
+split: test
+pipeline:
+  searcher: dense
+  params: {{encoder: /../../x/evil}}
+metrics:
+  nDCG@10: {{expected: 0.5, tolerance: 0.5, source: none}}
+""")
+    one_line_error(capsys, ["repro", "run", str(spec), "--quiet", "--work", str(tmp_path / "work")], 2,
+                   str(spec), "/../../x/evil", "not a plain name")
+    _untouched(sentinel, tmp_path)
+    assert not (tmp_path / "work" / "indexes").exists()
+
+
+# --- defect 9: an unknown --param key ----------------------------------------------------------
+
+def test_an_unknown_param_key_is_one_line_naming_it(capsys, tiny, tmp_path):
+    last = one_line_error(capsys, search(tiny, tmp_path, "--param", "k3=0.5"), 2, "k3")
+    assert "k1" in last  # and the keys there are
+    assert not (tmp_path / "work" / "indexes").exists()
