@@ -514,8 +514,9 @@ def test_yaml_loaders(folder, target):
 def test_zz_tally(capsys):
     """Prints the tally of every fuzz test run before it in this session (make fuzz shows it)."""
     total = sum(TALLY.values())
+    if not total:  # run alone (or with -k): no fuzz test ran before it, so there is nothing to print
+        pytest.skip("no fuzz inputs were tallied in this session (run the whole file, or make fuzz)")
     with capsys.disabled():
         print(f"\nfuzz: {total} inputs, {EXAMPLES} per target")
         for (target, outcome), count in sorted(TALLY.items()):
             print(f"  {target:18s} {outcome:26s} {count}")
-    assert total > 0
