@@ -366,7 +366,9 @@ SEARCHERS.register("rerank", SearcherType("rerank", RerankParams, build_rerank))
 @dataclass(frozen=True)
 class MultiVectorParams:
     encoder: str = "colbert-minilm-l6-v2"  # a card whose family stores tokens (ColBERT/XTR)
-    scorer: str = "colbert"  # colbert (exact MaxSim) | xtr (retrieved scores + imputation) | ivf (centroids -> MaxSim)
+    # colbert (exact MaxSim) | xtr (retrieved scores + imputation) | ivf (centroids -> MaxSim) |
+    # warp, plaid (engines over the compressed index: search/compressed.py)
+    scorer: str = "colbert"
     token_index: str = "flat"  # colbert/xtr: flat | ivf (ivf always uses the IVF index)
     k_prime: int = 100  # colbert/xtr: tokens retrieved per query token
     nprobe: int = 4  # clusters probed per query token (IVF indexes)
@@ -374,6 +376,14 @@ class MultiVectorParams:
     ndocs: int = 1000  # ivf: documents kept by centroid interaction for exact MaxSim
     imputation: str = "min"  # xtr: min | zero | mean | p10 | power
     combine: str = "max"  # xtr: max (XTR's equation: max(best retrieved, m_i)) | retrieved (best retrieved as is)
+    nbits: int = 2  # warp/plaid: bits per residual dimension (2 or 4)
+    t_prime: int = 10_000  # warp: tokens whose lists set each query token's missing similarity
+    centroid_threshold: float = 0.45  # plaid: centroids scoring below it are pruned in the first pass
+    rescore: str = "none"  # warp/plaid: none | exact (exact MaxSim of the best rescore_depth from the token store)
+    rescore_depth: int = 1000
+
+
+COMPRESSED_SCORERS = ("warp", "plaid")  # engines over the compressed index, not a FAISS token index
 
 
 def token_store_dir(ws: Workspace, encoder: str) -> Path:
@@ -386,14 +396,16 @@ def build_multivector(params: MultiVectorParams, ws: Workspace):
     from pyserini_ext.search.multivector import ColbertSearcher, IvfSearcher, XtrSearcher
 
     scorers = {"colbert": ColbertSearcher, "xtr": XtrSearcher, "ivf": IvfSearcher}
-    if params.scorer not in scorers:
-        raise ValueError(f"scorer must be one of {', '.join(scorers)}, got {params.scorer!r}")
+    if params.scorer not in (*scorers, *COMPRESSED_SCORERS):
+        raise ValueError(f"scorer must be one of {', '.join((*scorers, *COMPRESSED_SCORERS))}, got {params.scorer!r}")
     card = _load_card(params.encoder)
     if card.family.store != "tokens":
         raise ValueError(f"multi-vector search needs a card whose family stores tokens; {card.name!r} is "
                          f"{card.family.name!r} ({card.family.store})")
     root = encoded_store(ws, card)
     store = TokenStore(root)
+    if params.scorer in COMPRESSED_SCORERS:
+        return _compressed_searcher(params, ws, card, store, root)
     kind = "ivf" if params.scorer == "ivf" else params.token_index
     name = "flat.faiss" if kind == "flat" else f"ivf{params.nlist}.faiss"
     index = read_token_index(build_token_index(store, root.with_name(name), kind, params.nlist,
@@ -405,6 +417,23 @@ def build_multivector(params: MultiVectorParams, ws: Workspace):
         return XtrSearcher(store, index, encoder, params.k_prime, params.nprobe, params.imputation, **ties,
                            combine=params.combine)
     return ColbertSearcher(store, index, encoder, params.k_prime, params.nprobe, **ties)
+
+
+def _compressed_searcher(params: MultiVectorParams, ws: Workspace, card, store, root: Path):
+    from pyserini_ext.index.compressed import build_compressed_index
+    from pyserini_ext.search.compressed import PlaidSearcher, WarpSearcher
+    from pyserini_ext.store.compressed import CompressedIndex
+
+    folder = root.with_name(f"compressed{params.nlist}-{params.nbits}bit")
+    index = CompressedIndex(build_compressed_index(
+        store, folder, params.nlist, params.nbits,
+        built_from=ws.built_from(card, kind="compressed", nlist=params.nlist, nbits=params.nbits)))
+    options = {"rescore": params.rescore, "rescore_depth": params.rescore_depth, "tokens": store,
+               "tie_policy": ws.ties.policy, "seed": ws.ties.seed}
+    if params.scorer == "warp":
+        return WarpSearcher(index, card.query_encoder(), params.nprobe, params.t_prime, **options)
+    return PlaidSearcher(index, card.query_encoder(), params.nprobe, params.ndocs, params.centroid_threshold,
+                         **options)
 
 
 SEARCHERS.register("multivector", SearcherType("multivector", MultiVectorParams, build_multivector))

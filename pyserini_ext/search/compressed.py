@@ -121,7 +121,7 @@ def warp_scores(index: CompressedIndex, query: np.ndarray, nprobe: int, t_prime:
 def interaction(index: CompressedIndex, centroid_scores_t: np.ndarray, docs: np.ndarray) -> np.ndarray:
     """PLAID's centroid interaction of ``docs``: ``sum_i max_{t in d} S[i, code_t]`` from the
     ``nlist x m`` transposed centroid scores."""
-    tokens, firsts = index.doc_tokens(docs)
+    tokens, firsts = index.token_ranges(docs)
     per_token = centroid_scores_t[np.asarray(index.codes[tokens], dtype=np.int64)]
     return np.maximum.reduceat(per_token, firsts, axis=0).sum(axis=1)
 
@@ -136,7 +136,7 @@ def compressed_maxsim(index: CompressedIndex, query: np.ndarray, docs: np.ndarra
     docs = np.asarray(docs, dtype=np.int64)
     if not len(docs):
         return np.zeros(0, dtype=np.float32)
-    tokens, firsts = index.doc_tokens(docs)
+    tokens, firsts = index.token_ranges(docs)
     token_scores = residual_scores(index, query, index.positions[tokens])
     token_scores += centroid_scores.T[np.asarray(index.codes[tokens], dtype=np.int64)]
     return np.maximum.reduceat(token_scores, firsts, axis=0).sum(axis=1)
