@@ -148,6 +148,50 @@ def test_a_flipped_byte_in_a_shard_is_found_on_open(tmp_path, uninterrupted):
         VectorStore(folder)
 
 
+def test_a_flipped_byte_in_a_built_dense_index_is_refused_on_open(tmp_path, uninterrupted):
+    from pyserini_ext.index.dense import build_dense_index
+    from pyserini_ext.store import ManifestError, require_manifest
+
+    shards = tmp_path / "shards"
+    for name, data in uninterrupted.items():
+        (shards / name).parent.mkdir(parents=True, exist_ok=True)
+        (shards / name).write_bytes(data)
+    built_from = {"corpus": "sixty", "encoder": "letter-counts"}
+    index = build_dense_index(shards, tmp_path / "flat", "flat", built_from=built_from)
+    files = require_manifest(index, "faiss-flat")["files"]
+    assert sorted(files) == ["docid", "index"] and all(len(entry["sha256"]) == 64 for entry in files.values())
+    assert build_dense_index(shards, index, "flat", built_from=built_from) == index  # reused: verified, intact
+    data = bytearray((index / "index").read_bytes())
+    data[-5] ^= 0x40  # same size, one vector component changed
+    (index / "index").write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match=rf"{index} disagrees with its manifest \(index has SHA-256"):
+        build_dense_index(shards, index, "flat", built_from=built_from)
+    assert (index / "index").read_bytes() == bytes(data)  # refused, not silently rebuilt over
+
+
+def test_a_flipped_byte_in_a_token_index_is_refused_on_open(tmp_path):
+    from pyserini_ext.data.readers import Document
+    from pyserini_ext.index.multivector import build_token_index, read_token_index
+    from pyserini_ext.store import ManifestError, encode_token_corpus
+
+    class Letters:
+        """One 4-d vector per word (its first letters' codes): a deterministic token encoder."""
+        def encode(self, texts, titles=None):
+            return [np.array([[ord(c) for c in (w + "xxxx")[:4]] for w in t.split()], dtype=np.float32) for t in texts]
+
+    docs = [Document(f"d{i}", "", f"alpha w{i} beta") for i in range(12)]
+    store = encode_token_corpus(docs, Letters(), tmp_path / "tokens", shard_size=5, quiet=True)
+    index = build_token_index(store, tmp_path / "flat.faiss", "flat")
+    assert read_token_index(index).ntotal == 36
+    data = bytearray((index / "index.faiss").read_bytes())
+    data[-7] ^= 0x40
+    (index / "index.faiss").write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match="index.faiss has SHA-256"):
+        read_token_index(index)
+    with pytest.raises(ManifestError, match="index.faiss has SHA-256"):
+        build_token_index(store, index, "flat")
+
+
 def test_two_builders_of_one_folder_take_turns_and_the_second_reuses(tmp_path, uninterrupted):
     folder = tmp_path / "shards"
     first, second = _child(folder, 0.02), _child(folder, 0.02)

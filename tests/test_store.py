@@ -184,6 +184,27 @@ def test_ensure_built_reuses_current_and_rebuilds_stale(tmp_path, caplog):
     assert (folder / "data").read_text() == "build 4"
 
 
+def test_ensure_built_hashes_every_file_and_refuses_a_flipped_byte_on_reuse(tmp_path, caplog):
+    folder, calls = tmp_path / "index", []
+    ensure_built(folder, {"corpus": "c1"}, build_counter(calls), "test index")
+    data = (folder / "data").read_bytes()
+    assert read_manifest(folder)["files"] == {"data": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}
+
+    (folder / "data").write_bytes(data.replace(b"1", b"7"))  # same size, other bytes
+    with pytest.raises(ManifestError, match=r"disagrees with its manifest \(data has SHA-256.*delete it"):
+        ensure_built(folder, {"corpus": "c1"}, build_counter(calls), "test index")
+    assert len(calls) == 1
+
+    # A manifest without SHA-256 (an earlier release's index folder): stale, rebuilt with them.
+    (folder / "data").write_bytes(data)
+    write_manifest(folder, kind="test", count=1, built_from={"corpus": "c1"})
+    assert check_built_from(folder, {"corpus": "c1"}) == "stale"
+    with caplog.at_level(logging.WARNING, logger="pyserini_ext.store.manifest"):
+        ensure_built(folder, {"corpus": "c1"}, build_counter(calls), "test index")
+    assert len(calls) == 2 and "no SHA-256" in caplog.text
+    assert "sha256" in read_manifest(folder)["files"]["data"]
+
+
 def test_ensure_built_replaces_only_what_it_recognises(tmp_path):
     calls = []
     legacy = tmp_path / "old-index"  # an earlier release's index: content, no manifest

@@ -8,9 +8,10 @@ Index kinds:
   with ``QT_fp16``): half the memory, scores differ in the 4th decimal;
 * ``hnsw``       HNSW graph over FP32 vectors, inner product (``IndexHNSWFlat``).
 
-The folder has a ``manifest.json`` (:mod:`pyserini_ext.store.manifest`) whose ``built_from``
-holds the caller's dict, the shards' manifest digest (``source``) and the kind and its
-options (``builder``): the index is rebuilt when any of them changes.
+The folder has a ``manifest.json`` (:mod:`pyserini_ext.store.manifest`) with each file's size
+and SHA-256, and a ``built_from`` holding the caller's dict, the shards' manifest digest
+(``source``) and the kind and its options (``builder``): the index is rebuilt when any of them
+changes, and refused (``ManifestError`` naming the file) when a file no longer hashes as recorded.
 """
 
 from __future__ import annotations

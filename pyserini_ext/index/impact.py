@@ -1,7 +1,8 @@
 """Learned-sparse (impact) indexes: Lucene, by Anserini, over the JsonVectorCollection of
 quantised impacts that :func:`pyserini_ext.store.encode_impact_corpus` wrote in its shard
 folder (``collection/docs-i.jsonl``, ``{"id", "contents": "", "vector": {term: impact}}``,
-indexed with ``-impact -pretokenized``)."""
+indexed with ``-impact -pretokenized``). Like every index folder, its manifest records each
+file's SHA-256, checked before reuse (:func:`pyserini_ext.store.ensure_built`)."""
 
 from __future__ import annotations
 

@@ -7,9 +7,10 @@ exit code, and a crash there cannot take the Python process with it.
 
 The index is built in ``<index>.partial`` and renamed over ``index_dir`` when Anserini
 succeeds (:func:`pyserini_ext.store.building`), so a folder at ``index_dir`` is always a
-complete index (an interrupted build restarts). Its ``manifest.json`` records the file sizes,
-the documents (count, first and last docid) and ``built_from``: an index is reused only for
-the same ``built_from`` (:func:`pyserini_ext.store.ensure_built`).
+complete index (an interrupted build restarts). Its ``manifest.json`` records each file's size
+and SHA-256, the documents (count, first and last docid) and ``built_from``: an index is reused
+only for the same ``built_from``, and only when its files still hash as recorded
+(:func:`pyserini_ext.store.ensure_built`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ multi-vector index).
 
 The token store itself (shards of FP16 token vectors, per-document lengths and docids) is
 :func:`pyserini_ext.store.encode_token_corpus` / :class:`pyserini_ext.store.TokenStore`.
-:func:`build_token_index` writes a folder holding ``index.faiss`` and a ``manifest.json``;
+:func:`build_token_index` writes a folder holding ``index.faiss`` and a ``manifest.json``
+(sizes and SHA-256, checked before reuse and by :func:`read_token_index`);
 the index holds the store's vectors in FP32: ``flat`` (exact inner product) or ``ivf``
 (k-means centroids, inverted lists).
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from pyserini_ext.store import ensure_built
+from pyserini_ext.store import MANIFEST, ensure_built, require_manifest
 from pyserini_ext.store.readers import TokenStore  # noqa: F401  (also its old home)
 from pyserini_ext.store.shards import encode_token_corpus  # noqa: F401  (old name)
 
@@ -62,6 +63,9 @@ def build_token_index(store: TokenStore | Path | str, path: Path | str, kind: st
 
 
 def read_token_index(path: Path | str) -> faiss.Index:
-    """The index :func:`build_token_index` wrote in the folder ``path``."""
+    """The index :func:`build_token_index` wrote in the folder ``path``, its files checked against
+    the manifest first (hashed once per process and file state, so reopening is cheap)."""
     path = Path(path)
+    if path.is_dir() and (path / MANIFEST).exists():  # a bare .faiss file or folder has nothing to check against
+        require_manifest(path)
     return faiss.read_index(str(path / INDEX_FILE if path.is_dir() else path))

@@ -12,7 +12,8 @@ written last (so a folder with one is complete)::
 ``built_from`` is the identity of the inputs (corpus fingerprint, encoder card, parameters,
 package version: whatever the caller passes, as JSON). :func:`check_built_from` compares it,
 and the files' presence and sizes, with what the caller would build now, and
-:func:`ensure_built` is the one reuse-or-rebuild decision every builder makes.
+:func:`ensure_built` is the one reuse-or-rebuild decision every builder makes. Every folder
+it builds (shards and indexes alike) records each file's SHA-256, checked before reuse.
 """
 
 from __future__ import annotations
@@ -255,6 +256,9 @@ def stale_reasons(folder: Path | str, built_from: dict | None) -> list[str]:
     if manifest is None:
         return ["no manifest.json (an earlier release built it, or its build never finished)"]
     reasons = built_from_changes(manifest.get("built_from", {}), built_from or {})
+    if any("sha256" not in entry for entry in manifest.get("files", {}).values()):
+        # Sizes alone cannot tell a damaged file: rebuild once so that its reuse can be verified.
+        reasons.append("its manifest records no SHA-256 per file (an earlier release built it)")
     problems = file_problems(folder, manifest)
     if problems:
         reasons.append("its files disagree with its manifest: " + "; ".join(problems[:5])
@@ -278,7 +282,9 @@ def ensure_built(folder: Path | str, built_from: dict | None, build_fn: Callable
 
     ``build_fn(partial)`` fills the empty (or, with ``resume``, partly filled) folder
     ``<folder>.partial`` and returns the manifest fields (``kind``, ``count`` and any of
-    ``dtype``, ``dims``, ``docids``, ``hashes``, ``extra``: see :func:`write_manifest`);
+    ``dtype``, ``dims``, ``docids``, ``hashes``, ``extra``: see :func:`write_manifest`;
+    ``hashes`` defaults to True: every file's SHA-256 is recorded, and checked before the
+    folder is reused, a mismatch refused with :class:`ManifestError` naming the file);
     the manifest is written last, then the partial is renamed over ``folder``. A stale
     ``folder`` stays in place, readable, until the new one is complete; the rebuild is
     logged as a WARNING naming the folder and what changed. A folder with content but no
@@ -294,6 +300,12 @@ def _ensure_built(folder: Path, built_from: dict | None, build_fn: Callable[[Pat
                   resume: bool, legacy: Callable[[Path], bool] | None) -> Path:
     state = check_built_from(folder, built_from)
     if state == "current":
+        # Same sizes are not the same bytes (a flipped bit keeps the size). A damaged folder is
+        # refused, not rebuilt silently: the disk under it deserves a look first.
+        problems = hash_problems(folder, read_manifest(folder))
+        if problems:
+            raise ManifestError(f"{folder} disagrees with its manifest ({'; '.join(problems)}); it is damaged: "
+                                f"delete it and run again to rebuild it")
         log.info("%s %s is current; reusing it", what, folder)
         return folder
     if state == "stale":
@@ -311,5 +323,5 @@ def _ensure_built(folder: Path, built_from: dict | None, build_fn: Callable[[Pat
         fields = build_fn(partial)
         if not isinstance(fields, dict) or "kind" not in fields or "count" not in fields:
             raise TypeError(f"the build function of {what} must return the manifest fields (kind, count, ...)")
-        write_manifest(partial, built_from=built_from, **fields)
+        write_manifest(partial, built_from=built_from, **{"hashes": True, **fields})
     return folder
