@@ -178,3 +178,26 @@ def test_the_index_is_reused_and_rebuilt_when_its_parameters_change(store, tmp_p
     rebuilt = CompressedIndex(build_compressed_index(store, folder, nlist=16, nbits=4))
     assert rebuilt.digest != first and rebuilt.codec.nbits == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no scratch, partial or lock left beside it
+
+
+def test_distractors_are_seeded_and_never_copies(store, tmp_path):
+    from pyserini_ext.store.distractors import grow_store
+
+    grown = TokenStore(grow_store(store, 30, tmp_path / "grown", seed=3, noise=0.05, shard_size=16))
+    again = TokenStore(grow_store(store, 30, tmp_path / "again", seed=3, noise=0.05, shard_size=7))
+    other = TokenStore(grow_store(store, 30, tmp_path / "other", seed=4, noise=0.05, shard_size=16))
+    n = store.num_docs
+    assert grown.docids[:n] == store.docids and grown.docids[n:] == [f"distractor-{i:08d}" for i in range(30)]
+    for d in range(n):  # the real documents, unchanged
+        np.testing.assert_array_equal(grown.doc_tokens(d), store.doc_tokens(d))
+    real = {row.tobytes() for d in range(n) for row in store.doc_tokens(d)}
+    real_norms = np.linalg.norm(np.concatenate(list(store.iter_token_blocks())), axis=1)
+    for d in range(n, n + 30):
+        synthetic = grown.doc_tokens(d)
+        np.testing.assert_array_equal(synthetic, again.doc_tokens(d))  # same seed, other shard sizes: same bytes
+        assert not any(row.tobytes() in real for row in synthetic)  # never a real vector
+        assert not np.array_equal(synthetic, other.doc_tokens(d))  # another seed, other documents
+        norms = np.linalg.norm(synthetic.astype(np.float32), axis=1)
+        assert real_norms.min() - 1e-2 <= norms.min() and norms.max() <= real_norms.max() + 1e-2
+    with pytest.raises(ValueError, match="noise must be positive"):
+        grow_store(store, 3, tmp_path / "copies", noise=0.0)
