@@ -10,20 +10,26 @@
 
     python benchmarks/multivector.py [--queries 300] [--latency-queries 50]
 
-The indexes are the ones ``pyserini-ext index multivector --dataset beir/scifact`` builds.
+The k' table (1.) is also written to ``benchmarks/results/multivector.json`` as soon as it is
+measured, which ``pyserini-ext repro page`` draws as the k' curves. The indexes are the ones ``pyserini-ext index multivector --dataset beir/scifact`` builds.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import pyserini_ext  # noqa: F401  (configures Java before pyserini)
 from pyserini_ext.eval.metrics import evaluate
 from pyserini_ext.recipes import MultiVectorParams, build_searcher, token_store_dir, workspace
+from pyserini_ext.repro.results import commit, machine
 from pyserini_ext.scores import maxsim, xtr_imputed_scores
 from pyserini_ext.search.multivector import ColbertSearcher, XtrSearcher
 from pyserini_ext.store import TokenStore
@@ -57,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--latency-queries", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "multivector.json")
     args = parser.parse_args()
 
     ws = workspace("beir/scifact", quiet=True)
@@ -84,6 +91,7 @@ def main() -> None:
           f"one top-{kmax} token search for all queries' tokens: {search_s:.0f} s")
     print("| k' | ColBERT nDCG@10 | XTR (min) nDCG@10 | ColBERT candidates/query |")
     print("| --- | --- | --- | --- |")
+    rows = []
     for k in K_PRIMES:
         col, xtr, sizes = [], [], []
         for q, (scores, ids) in zip(queries, retrieved):
@@ -94,6 +102,16 @@ def main() -> None:
         c = evaluate(run_of(qids, store.docids, col), qrels, ["nDCG@10"])["nDCG@10"]
         x = evaluate(run_of(qids, store.docids, xtr), qrels, ["nDCG@10"])["nDCG@10"]
         print(f"| {k} | {c:.4f} | {x:.4f} | {statistics.mean(sizes):.0f} |")
+        rows += [{"scoring": "ColBERT", "k_prime": k, "nDCG@10": c, "candidates_per_query": statistics.mean(sizes)},
+                 {"scoring": "XTR (min)", "k_prime": k, "nDCG@10": x}]
+    # Written now, not at the end: the latency sections below take much longer than this one.
+    result = {"benchmark": "multivector", "dataset": "beir/scifact test", "queries": len(qids),
+              "encoder": params.encoder, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "machine": machine(), "commit": commit(),
+              "command": "python benchmarks/multivector.py " + " ".join(sys.argv[1:]), "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}")
 
     # 2. Index sizes.
     flat_bytes = folder_bytes(root.with_name("flat.faiss"))

@@ -22,11 +22,16 @@ documents. Natural logarithms throughout.
 Terms absent from the index are dropped (their IDF is infinite); a query with no
 in-vocabulary term, or PMI over fewer than two terms or no co-occurring pair, gets 0.
 Duplicate query terms count once.
+
+:func:`qpp_study` records its table in ``<work>/qpp/<dataset>.<split>.json`` (with the date, the
+machine, the commit and the command), which ``pyserini-ext repro page`` shows as a table.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,13 +181,35 @@ def format_correlation_table(rows: list[tuple[str, str, dict[str, float]]]) -> s
     return "\n\n".join(blocks)
 
 
+def write_qpp_record(path: Path, header: str, rows: list[tuple[str, str, dict[str, float]]], **about) -> Path:
+    """Record a correlation table as JSON (a NaN, a constant predictor, as null), with the date, the
+    machine and the commit it was measured on, and ``about`` (dataset, split, metric, command...)."""
+    from pyserini_ext.repro.results import commit, machine
+    from pyserini_ext.store.atomic import write_atomic
+
+    record = {"study": "qpp", "header": header, **about,
+              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+              "commit": commit(), "correlations": list(CORRELATIONS),
+              "rows": [{"predictor": name, "reference": ref,
+                        **{m: None if math.isnan(values[m]) else values[m] for m in CORRELATIONS}}
+                       for name, ref, values in rows]}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(record, indent=1) + "\n")  # a reader never sees half a record
+    return path
+
+
 def qpp_study(dataset, split: str, references: list[str], metric: str = "nDCG@10", mrl_encoder: str | None = None,
-              work: Path | None = None, quiet: bool = False) -> tuple[str, list[tuple[str, str, dict[str, float]]]]:
+              work: Path | None = None, quiet: bool = False,
+              command: str | None = None) -> tuple[str, list[tuple[str, str, dict[str, float]]], Path]:
     """Every predictor against each reference spec's per-query ``metric`` on ``dataset``'s ``split``.
 
-    Returns a one-line description and :func:`correlation_table`'s rows. The Lucene
+    Returns a one-line description, :func:`correlation_table`'s rows and the record written of
+    them (``<work>/qpp/<dataset>.<split>.json``, replacing the previous one; ``command``, the
+    command line that asked for it, goes in the record). The Lucene
     statistics come from the dataset's BM25 index (built in the work folder if missing).
     """
+    from pyserini_ext.paths import safe_name
     from pyserini_ext.data import resolve_dataset
     from pyserini_ext.encode.base import load_card
     from pyserini_ext.eval.metrics import evaluate
@@ -203,4 +230,9 @@ def qpp_study(dataset, split: str, references: list[str], metric: str = "nDCG@10
         predictors["MRL-var-norm"] = mrl_predictor(load_card(mrl_encoder).query_encoder(), topics)
     header = (f"{ws.dataset.name} {split}: correlation of each predictor with per-query {metric} "
               f"({len(qrels)} judged queries); n/a = constant predictor")
-    return header, correlation_table(predictors, effectiveness)
+    rows = correlation_table(predictors, effectiveness)
+    record = write_qpp_record(
+        ws.workdir / "qpp" / f"{ws.dataset.slug}.{safe_name(split, 'split')}.json", header, rows,
+        dataset=ws.dataset.name, split=split, metric=metric, references=list(effectiveness), judged_queries=len(qrels),
+        command=command)
+    return header, rows, record

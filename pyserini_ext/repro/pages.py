@@ -5,9 +5,13 @@ is stale, figures) and one page per dataset (a table per metric family, a row pe
 a cell per metric coloured by its verdict; a row opens onto its commands, with a copy button,
 the source of each expected value, and when, where and from which commit it was measured).
 
-Every number comes from a results record (``pyserini_ext.repro.results``) or a benchmark's
-``benchmarks/results/*.json``; figures are drawn here with matplotlib from those numbers and
-embedded as PNG data, and CSS and JavaScript are inline, so the folder opens without a network.
+Every number comes from a results record (``pyserini_ext.repro.results``), a benchmark's
+``benchmarks/results/*.json`` (the Pareto plot, the k' curves), a record in the work folder
+(``qpp/*.json`` from ``pyserini-ext qpp``, ``models/*/training.json`` from ``pyserini-ext train``)
+or a DL-Typo table in ``docs/figures``; figures are drawn here with matplotlib from those numbers
+and embedded as PNG data, and CSS and JavaScript are inline, so the folder opens without a network.
+Each figure and table says when and on what machine its numbers were measured, or that its
+record does not say.
 """
 
 from __future__ import annotations
@@ -195,9 +199,10 @@ def effectiveness_figure(page: DatasetPage) -> Figure | None:
     axis.invert_yaxis()
     axis.legend(loc="lower right", fontsize=8)
     when = max(r.record["date"] for r in rows)
+    machines = "; ".join(sorted({r.record["machine"] for r in rows}))
     return Figure(f"{metric} by condition", _png(figure),
                   f"{page.dataset}: measured (bars) and expected (red ticks) {metric}, from the recorded runs "
-                  f"(newest {when}).")
+                  f"(newest {when}, on {machines}).")
 
 
 def benchmark_files(folder: Path) -> list[tuple[Path, dict]]:
@@ -235,8 +240,46 @@ def pareto_figures(benchmarks: list[tuple[Path, dict]]) -> list[Figure]:
         axis.set_ylabel(metric)
         axis.legend(loc="lower right", fontsize=8)
         figures.append(Figure(f"{metric} against latency ({data.get('benchmark', path.stem)})", _png(figure),
-                              f"From {path.name}: measured {data.get('date', '?')} on {data.get('machine', '?')} "
-                              f"by `{data.get('command', '?')}`."))
+                              f"From {path.name}: {_measured(data)}."))
+    return figures
+
+
+def _measured(record: dict) -> str:
+    """When, where and by what command a record says its numbers were measured, or that it does not say."""
+    when = record.get("date") or "(the record gives no date)"
+    where = record.get("machine") or "(the record names no machine)"
+    command = f" by `{record['command']}`" if record.get("command") else ""
+    return f"measured {when} on {where}{command}"
+
+
+def k_prime_figures(benchmarks: list[tuple[Path, dict]]) -> list[Figure]:
+    """Effectiveness against k' (tokens retrieved per query token), a line per scoring, for every
+    benchmark result whose rows carry ``k_prime`` (``benchmarks/multivector.py``)."""
+    figures = []
+    for path, data in benchmarks:
+        rows = [r for r in data["rows"] if isinstance(r, dict) and "k_prime" in r]
+        metric = next((k for r in rows for k in r if _is_metric(k)), None)
+        rows = [r for r in rows if metric in r]
+        if not rows:
+            continue
+        lines: dict[str, list[tuple[float, float]]] = {}
+        for r in rows:
+            lines.setdefault(str(r.get("scoring", "?")), []).append((r["k_prime"], r[metric]))
+        plt = _pyplot()
+        figure, axis = plt.subplots(figsize=(6, 3.8))
+        for scoring, points in lines.items():
+            axis.plot(*zip(*sorted(points)), marker="o", label=scoring)
+        k_primes = sorted({r["k_prime"] for r in rows})
+        axis.set_xscale("log")  # k' grows by factors of about 3
+        axis.set_xticks(k_primes, labels=[str(k) for k in k_primes])  # the measured k', not powers of ten
+        axis.minorticks_off()
+        axis.set_xlabel("k' (tokens retrieved per query token, log scale)")
+        axis.set_ylabel(metric)
+        axis.legend(loc="lower right", fontsize=8)
+        about = ", ".join(str(data[k]) for k in ("dataset", "encoder") if data.get(k))
+        figures.append(Figure(f"{metric} against k' ({data.get('benchmark', path.stem)})", _png(figure),
+                              f"From {path.name}{f' ({about})' if about else ''}: {', '.join(lines)} at "
+                              f"k' = {', '.join(map(str, k_primes))}; {_measured(data)}."))
     return figures
 
 
@@ -282,6 +325,66 @@ def typo_figures(folder: Path) -> list[Figure]:
     return figures
 
 
+def training_figures(models: Path) -> list[Figure]:
+    """Loss against optimizer step for every model trained in the work folder, from the
+    ``training.json`` the trainer writes beside it (``losses``: one mean loss per step)."""
+    figures = []
+    for path in sorted(Path(models).glob("*/training.json")):
+        try:
+            record = json.loads(path.read_text())
+            losses = [float(v) for v in record["losses"]]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("skipping unreadable training record %s: %s", path, err)
+            continue
+        if not losses:
+            continue
+        plt = _pyplot()
+        figure, axis = plt.subplots(figsize=(6, 3.2))
+        axis.plot(range(1, len(losses) + 1), losses, color="#4c78a8", linewidth=1)
+        axis.xaxis.get_major_locator().set_params(integer=True)  # steps are whole numbers
+        axis.set_xlabel("optimizer step")
+        axis.set_ylabel("training loss")
+        config = record.get("config") or {}
+        loss = (config.get("loss") or {}).get("name", "?")
+        # The trainer records no date or machine today; the file's time is the best there is.
+        written = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc).isoformat(timespec="seconds")
+        measured = _measured(record) if record.get("date") or record.get("machine") else \
+            f"the record gives no date and no machine (file written {written})"
+        figures.append(Figure(f"Training loss: {path.parent.name}", _png(figure),
+                              f"From {path.parent.name}/training.json: {loss} loss over {len(losses)} steps, "
+                              f"student {config.get('student', '?')}; {measured}."))
+    return figures
+
+
+@dataclass
+class QppTable:
+    """One recorded ``pyserini-ext qpp`` study: per reference run, a row per predictor."""
+    title: str
+    caption: str
+    correlations: list[str]
+    blocks: list[tuple[str, list[tuple[str, list[str]]]]]  # (reference, [(predictor, [cell text])])
+
+
+def qpp_tables(folder: Path) -> list[QppTable]:
+    """The correlation tables ``pyserini-ext qpp`` recorded in ``<work>/qpp``, formatted as it prints them."""
+    tables = []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            correlations = list(record["correlations"])
+            blocks: dict[str, list] = {}
+            for r in record["rows"]:
+                cells = ["n/a" if r[m] is None else f"{r[m]:+.3f}" for m in correlations]  # null: constant predictor
+                blocks.setdefault(r["reference"], []).append((r["predictor"], cells))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("skipping unreadable QPP record %s: %s", path, err)
+            continue
+        title = f"QPP: {record.get('dataset', path.stem)} {record.get('split', '')}".rstrip()
+        tables.append(QppTable(title, f"{record.get('header', '')}. From qpp/{path.name}: {_measured(record)}.",
+                               correlations, list(blocks.items())))
+    return tables
+
+
 # ---- the site --------------------------------------------------------------------------------------
 
 def _environment():
@@ -292,9 +395,14 @@ def _environment():
 
 
 def write_site(out: Path, results: Path, specs: list[Spec] | None = None,
-               benchmarks: Path | None = None, figures_dir: Path | None = None) -> Path:
-    """Write the site into ``out``; returns the path of ``index.html``."""
+               benchmarks: Path | None = None, figures_dir: Path | None = None, work: Path | None = None) -> Path:
+    """Write the site into ``out``; returns the path of ``index.html``.
+
+    ``work``: the work folder whose ``qpp/`` and ``models/`` records are shown; by default the
+    folder holding ``results`` (``repro run`` records in ``<work>/results``).
+    """
     out = Path(out)
+    work = Path(work) if work else Path(results).parent
     out.mkdir(parents=True, exist_ok=True)
     checkout = resource_dir("regressions").parent
     benchmarks = Path(benchmarks) if benchmarks else checkout / "benchmarks" / "results"
@@ -308,12 +416,14 @@ def write_site(out: Path, results: Path, specs: list[Spec] | None = None,
     machines = sorted({row.record["machine"] for row in rows if row.record})
     common = {"pages": pages, "generated": generated, "verdicts": VERDICTS, "verdict_class": VERDICT_CLASS,
               "better": BETTER, "worse": WORSE, "alpha": ALPHA, "results": str(results)}
-    figures = pareto_figures(benchmark_files(benchmarks)) + typo_figures(figures_dir)
+    found = benchmark_files(benchmarks)
+    figures = (pareto_figures(found) + k_prime_figures(found) + typo_figures(figures_dir)
+               + training_figures(work / "models"))
     index = out / "index.html"
     index.write_text(env.get_template("index.html.j2").render(
         **common, title="Reproductions", rows=rows, counts=counts, last_run=max(dates) if dates else None,
         machines=machines, stale=[r for r in rows if r.stale], not_run=[r for r in rows if r.record is None],
-        unreadable=unreadable, figures=figures, benchmarks_found=bool(benchmark_files(benchmarks))))
+        unreadable=unreadable, figures=figures, benchmarks_found=bool(found), qpp=qpp_tables(work / "qpp")))
     for page in pages:
         figure = effectiveness_figure(page)
         (out / page.file).write_text(env.get_template("dataset.html.j2").render(
