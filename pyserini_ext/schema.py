@@ -3,7 +3,7 @@ options), regression specs and training configs.
 
 A schema is a dataclass. A field's annotation is its type (``str``, ``int``, ``float``,
 ``bool``, ``dict``, ``list[X]``/``tuple[X, ...]``, ``X | None``, a nested dataclass, ``Any``)
-and :func:`checked` adds its range (``ge``, ``gt``, ``le``, ``choices``).
+and :func:`checked` adds its range (``ge``, ``gt``, ``le``, ``choices``, ``pattern``).
 :func:`from_mapping` checks a parsed mapping against it (unknown keys, missing keys, every
 value's type and range) and builds the instance; each problem raises the caller's error
 type naming the file and the dotted key::
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from typing import Any, Callable
@@ -32,9 +33,10 @@ class InputError(ValueError):
 
 def checked(default: Any = dataclasses.MISSING, *, default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
             ge: float | None = None, gt: float | None = None, le: float | None = None,
-            choices: tuple | None = None) -> Any:
-    """A dataclass field with a range: ``ge``/``gt``/``le`` bounds for numbers, ``choices`` for any value."""
-    limits = {"ge": ge, "gt": gt, "le": le, "choices": choices}
+            choices: tuple | None = None, pattern: tuple[str, str] | None = None) -> Any:
+    """A dataclass field with a range: ``ge``/``gt``/``le`` bounds for numbers, ``choices`` for any
+    value, ``pattern`` ``(regex, what it means in words)`` that a whole string must match."""
+    limits = {"ge": ge, "gt": gt, "le": le, "choices": choices, "pattern": pattern}
     metadata = {"schema": {k: v for k, v in limits.items() if v is not None}}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
@@ -94,6 +96,8 @@ def _check_range(value: Any, limits: dict, key: str, where: str, error: type[Exc
     problem = None
     if "choices" in limits and value not in limits["choices"]:
         problem = f"must be one of {', '.join(map(str, limits['choices']))}"
+    elif "pattern" in limits and not re.fullmatch(limits["pattern"][0], value):
+        problem = f"must be {limits['pattern'][1]}"
     elif "ge" in limits and value < limits["ge"]:
         problem = f"must be at least {limits['ge']}"
     elif "gt" in limits and value <= limits["gt"]:

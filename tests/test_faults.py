@@ -313,3 +313,62 @@ def test_two_bm25_index_commands_on_one_work_folder_both_succeed_with_one_index(
     from pyserini_ext.store import require_manifest
 
     assert require_manifest(index, "lucene")["count"] == 2000
+
+
+# --- defect 11: a card pins its hub model's revision ----------------------------------------------
+
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _card(tmp_path, family, model):
+    path = tmp_path / f"pinned-{family}.yaml"
+    path.write_text(f"family: {family}\nmodel:\n" + "".join(f"  {k}: {v}\n" for k, v in model.items()))
+    return path
+
+
+@pytest.mark.parametrize("family", ["dense", "tct_colbert", "splade", "mrl", "colbert"])
+def test_a_cards_revision_reaches_from_pretrained(tmp_path, monkeypatch, minilm_path, family):
+    """Every call a family makes to ``from_pretrained`` for a pinned hub id carries the revision
+    (the tokenizer is loaded from the local MiniLM copy; the model load stops the encoder there)."""
+    import transformers
+
+    from pyserini_ext.encode.base import load_card
+
+    calls, real_tokenizer = [], transformers.AutoTokenizer.from_pretrained
+
+    class Stop(Exception):
+        pass
+
+    def tokenizer(model, **kwargs):
+        calls.append(("tokenizer", str(model), kwargs))
+        return real_tokenizer(minilm_path)
+
+    def weights(model, **kwargs):
+        calls.append(("model", str(model), kwargs))
+        raise Stop
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", tokenizer)
+    for loader in (transformers.AutoModel, transformers.AutoModelForMaskedLM):
+        monkeypatch.setattr(loader, "from_pretrained", weights)
+    card = load_card(_card(tmp_path, family, {"hub": "org/model", "revision": REVISION}))
+    assert card.model.revision == REVISION
+    with pytest.raises(Stop):
+        card.query_encoder(backend="torch")
+    assert [c[0] for c in calls] == ["tokenizer", "model"]
+    assert all(c[1:] == ("org/model", {"revision": REVISION}) for c in calls), calls
+
+
+@pytest.mark.parametrize("model, words", [
+    ({"hub": "org/model", "revision": "main"}, ["'model.revision'", "40", "'main'"]),
+    ({"hub": "org/model", "revision": REVISION[:12]}, ["'model.revision'", "40"]),
+    ({"hub": "org/model", "revision": REVISION.upper()}, ["'model.revision'", "40"]),
+    ({"hub": "org/model", "revision": 1234}, ["'model.revision'", "a string"]),
+    ({"path": "/models/x", "revision": REVISION}, ["model", "revision", "hub"]),
+])
+def test_a_malformed_or_misplaced_revision_is_refused_naming_file_and_field(tmp_path, model, words):
+    from pyserini_ext.encode.base import CardError, load_card
+
+    path = _card(tmp_path, "dense", model)
+    with pytest.raises(CardError) as refused:
+        load_card(path)
+    assert str(refused.value).startswith(f"{path}: ") and all(w in str(refused.value) for w in words), refused.value

@@ -409,7 +409,7 @@ metrics:
 """
 CARD = b"""\
 family: dense
-model: {hub: sentence-transformers/all-MiniLM-L6-v2}
+model: {hub: sentence-transformers/all-MiniLM-L6-v2, revision: 8b3219a92973c328a8e22fadcfa821b5dc75636a}
 pooling: mean
 normalize: true
 max_query_length: 256
@@ -461,6 +461,9 @@ def accepted_card(card, raw):
         assert got == value and type(got) in (type(value), float)
     assert card.options.max_doc_length >= 1 and card.options.max_query_length >= 1
     assert isinstance(card.options.normalize, bool)
+    model = raw["model"] if isinstance(raw["model"], dict) else {"hub": raw["model"]}
+    assert card.model.revision == model.get("revision")  # a pin is a full commit id of a hub model
+    assert card.model.revision is None or (re.fullmatch(r"[0-9a-f]{40}", card.model.revision) and model.get("hub"))
 
 
 def accepted_config(config, raw):

@@ -28,7 +28,7 @@ from pyserini_ext.config import read_yaml_mapping
 from pyserini_ext.paths import safe_name
 from pyserini_ext.registry import Registry, UnknownNameError
 from pyserini_ext.resources import resource_dirs
-from pyserini_ext.schema import InputError, from_mapping
+from pyserini_ext.schema import InputError, checked, from_mapping
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +40,47 @@ class CardError(InputError):
     pass
 
 
+# A hub revision a card may pin: a full commit id. Branch and tag names ("main", "v1") are
+# refused: the hub lets their owner move them, so they would not pin the weights.
+COMMIT_ID = (r"[0-9a-f]{40}", "a full commit id (40 lowercase hex digits; branch and tag names can move)")
+
+
+class HubModel(str):
+    """A hub id as :meth:`ModelSource.resolve` returns it, carrying the card's ``revision``.
+    It is a ``str`` so that a family taking "a model path or hub id" works unchanged; the
+    families here load it through :func:`from_pretrained`, which passes the revision on."""
+
+    def __new__(cls, hub: str, revision: str | None = None):
+        self = super().__new__(cls, hub)
+        self.revision = revision
+        return self
+
+
+def from_pretrained(loader, model: str, **kwargs):
+    """``loader.from_pretrained(model, **kwargs)``, at the card's pinned revision when ``model``
+    is a pinned hub id (a path or an unpinned id loads as before)."""
+    revision = getattr(model, "revision", None)
+    if revision:
+        kwargs["revision"] = revision
+    return loader.from_pretrained(str(model), **kwargs)
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """Where a checkpoint comes from, tried in this order: a model ``trained`` by our
     training config of that name (under the work folder); a local ``path``; a Python
-    package that ships the weights (``package.get_model_path()``); a hub id."""
+    package that ships the weights (``package.get_model_path()``); a hub id, at
+    ``revision`` (a commit id) when the card pins one."""
 
     hub: str | None = None
     path: str | None = None
     python_package: str | None = None
     trained: str | None = None
+    revision: str | None = checked(None, pattern=COMMIT_ID)
 
     def __post_init__(self):
+        if self.revision is not None and not self.hub:
+            raise ValueError(f"revision {self.revision!r} pins a hub model, but the card names no model.hub")
         if self.python_package is not None and not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", self.python_package):
             raise ValueError(f"python_package {self.python_package!r} is not a module name")
         if self.trained is not None:
@@ -85,7 +114,7 @@ class ModelSource:
                 log.info("%s not installed; loading %s from the hub", self.python_package, self.hub)
         if not self.hub:
             raise CardError("model source names neither a path, a python_package nor a hub id")
-        return self.hub
+        return HubModel(self.hub, self.revision)
 
 
 STORES = ("vectors", "impacts", "tokens")

@@ -37,7 +37,7 @@ from pyserini.encode import DocumentEncoder, QueryEncoder
 from transformers import AutoModel, AutoTokenizer
 
 from pyserini_ext import scores
-from pyserini_ext.encode.base import EncoderFamily
+from pyserini_ext.encode.base import EncoderFamily, from_pretrained
 from pyserini_ext.encode.runtime import RuntimeOptions, build_graph, example_inputs, iter_batches
 from pyserini_ext.train.models import Trainable, as_tensors
 from pyserini_ext.schema import checked
@@ -104,8 +104,8 @@ class ColbertModel:
 
     def __init__(self, model: str, options: ColbertOptions):
         self.options = options
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
-        transformer = AutoModel.from_pretrained(model)
+        self.tokenizer = from_pretrained(AutoTokenizer, model)
+        transformer = from_pretrained(AutoModel, model)
         hidden = transformer.config.hidden_size
         linear = load_projection(model, hidden) if options.projection else None
         if options.projection and linear is None:

@@ -17,7 +17,7 @@ from pyserini.encode import DocumentEncoder, QueryEncoder
 from transformers import AutoModel, AutoTokenizer
 
 from pyserini_ext import scores
-from pyserini_ext.encode.base import EncoderFamily, masked_mean
+from pyserini_ext.encode.base import EncoderFamily, from_pretrained, masked_mean
 from pyserini_ext.encode.runtime import Inputs, RuntimeOptions, build_graph, example_inputs, run_batches, tokenize
 from pyserini_ext.train.models import Trainable, as_tensors, single_scorer
 from pyserini_ext.schema import checked
@@ -59,8 +59,8 @@ class DenseModel:
 
     def __init__(self, model: str, options: DenseOptions):
         self.options = options
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
-        transformer = AutoModel.from_pretrained(model)
+        self.tokenizer = from_pretrained(AutoTokenizer, model)
+        transformer = from_pretrained(AutoModel, model)
         self.dim = transformer.config.hidden_size
         name = f"dense-{options.pooling}{'-l2' if options.normalize else ''}"
         self.graph = build_graph(PooledEncoder(transformer, options.pooling, options.normalize), name,

@@ -41,7 +41,7 @@ from pyserini.encode import DocumentEncoder, QueryEncoder
 from transformers import AutoModel, AutoTokenizer
 
 from pyserini_ext import scores
-from pyserini_ext.encode.base import EncoderFamily
+from pyserini_ext.encode.base import EncoderFamily, from_pretrained
 from pyserini_ext.encode.runtime import Inputs, RuntimeOptions, build_graph, example_inputs, run_batches, tokenize
 from pyserini_ext.train.models import Trainable, as_tensors, single_scorer
 from pyserini_ext.schema import checked
@@ -95,8 +95,8 @@ class MrlModel:
 
     def __init__(self, model: str, options: MrlOptions):
         self.options = options
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
-        encoder = AutoModel.from_pretrained(model)
+        self.tokenizer = from_pretrained(AutoTokenizer, model)
+        encoder = from_pretrained(AutoModel, model)
         if options.var_token not in self.tokenizer.get_vocab():
             self.tokenizer.add_special_tokens({"additional_special_tokens": [options.var_token]})
             # transformers would draw the new row at random; the mean of the existing rows keeps

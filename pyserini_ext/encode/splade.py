@@ -23,7 +23,7 @@ from pyserini.encode import DocumentEncoder, QueryEncoder
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from pyserini_ext import scores
-from pyserini_ext.encode.base import EncoderFamily
+from pyserini_ext.encode.base import EncoderFamily, from_pretrained
 from pyserini_ext.encode.runtime import RuntimeOptions, build_graph, example_inputs, iter_batches, tokenize
 from pyserini_ext.schema import checked
 
@@ -55,12 +55,12 @@ class SpladePooling(torch.nn.Module):
 class SpladeModel:
     def __init__(self, model: str, options: SpladeOptions):
         self.options = options
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.tokenizer = from_pretrained(AutoTokenizer, model)
         vocab = self.tokenizer.get_vocab()
         self.terms = np.empty(len(vocab), dtype=object)
         for term, index in vocab.items():
             self.terms[index] = term
-        self.graph = build_graph(SpladePooling(AutoModelForMaskedLM.from_pretrained(model)), "splade-max",
+        self.graph = build_graph(SpladePooling(from_pretrained(AutoModelForMaskedLM, model)), "splade-max",
                                  example_inputs(self.tokenizer), options)
 
     def weights(self, texts: list[str], max_length: int) -> sp.csr_matrix:

@@ -26,7 +26,7 @@ from pyserini.encode import DocumentEncoder, QueryEncoder
 from transformers import AutoModel, AutoTokenizer
 
 from pyserini_ext import scores
-from pyserini_ext.encode.base import EncoderFamily, masked_mean
+from pyserini_ext.encode.base import EncoderFamily, from_pretrained, masked_mean
 from pyserini_ext.encode.runtime import Inputs, RuntimeOptions, build_graph, example_inputs, run_batches, tokenize
 from pyserini_ext.train.models import Trainable, as_tensors, single_scorer
 from pyserini_ext.schema import checked
@@ -67,8 +67,8 @@ class TctColBertSide:
         if side not in (QUERY, DOCUMENT):
             raise ValueError(f"side must be {QUERY!r} or {DOCUMENT!r}, got {side!r}")
         self.options, self.side = options, side
-        self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(model)
-        transformer = transformer if transformer is not None else AutoModel.from_pretrained(model)
+        self.tokenizer = tokenizer if tokenizer is not None else from_pretrained(AutoTokenizer, model)
+        transformer = transformer if transformer is not None else from_pretrained(AutoModel, model)
         self.dim = transformer.config.hidden_size
         self.prefix = options.query_prefix if side == QUERY else options.doc_prefix
         self.skip = len(self.tokenizer(self.prefix, add_special_tokens=False)["input_ids"])
@@ -134,8 +134,8 @@ class TctColBertTrainable(Trainable):
         super().__init__()
         single_scorer("tct_colbert", scorer, k_train, "dot")
         options = dataclasses.replace(options, backend="torch")
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        transformer = AutoModel.from_pretrained(model_path)
+        self.tokenizer = from_pretrained(AutoTokenizer, model_path)
+        transformer = from_pretrained(AutoModel, model_path)
         self.sides = {side: TctColBertSide(model_path, options, side, self.tokenizer, transformer)
                       for side in (QUERY, DOCUMENT)}
         # Both sides' graphs wrap the same transformer; a ModuleList registers it (and each
