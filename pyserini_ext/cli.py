@@ -405,8 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--output", type=Path, required=True)
             p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                           help="dense: search an index split among --shards Ray actors (same run file); alone, a "
-                                "local Ray instance; 'auto' or an address joins a running cluster")
+                           help="dense, impact, multivector (colbert, flat): search an index split among --shards "
+                                "Ray actors (same run file); alone, a local Ray instance; 'auto' or an address joins "
+                                "a running cluster")
             p.add_argument("--shards", type=int, default=2, help="with --ray: how many search shards (actors)")
         common(p)
         p.set_defaults(func=func)

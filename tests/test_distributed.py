@@ -1,6 +1,7 @@
 """Ray behind the same commands (pyserini_ext.distributed), on a local Ray cluster of 2 CPUs
 started once for the session: distributed shards are the single-process shards byte for byte,
-a killed encoder actor's shard is redone, sharded dense search writes the single-index run,
+a killed encoder actor's shard is redone, sharded dense, impact and multi-vector search write
+the single-index run,
 a lost search actor fails the batch, and ``repro run --ray`` gives the sequential table.
 Ray never enters the import path without ``--ray``."""
 
@@ -205,6 +206,82 @@ def test_a_lost_search_actor_fails_the_batch_with_a_clear_error(ray_cluster, car
     with pytest.raises(ShardLost, match=r"search shard 1 of 2 \(documents 35\.\.69\) was lost; the batch of 5"):
         sharded.batch_search(list(TOPICS.values()), list(TOPICS), 5)
     assert time.monotonic() - started < 30  # an error, not a hang
+
+
+def assert_same_runs(sharded, single, tmp_path, policy: str, hits: int = 10):
+    """The sharded searcher's run file is the single index's, byte for byte, and each list cut at
+    small k (inside the tied copies' group) is the single index's."""
+    from pyserini_ext.search.run import search_topics, write_trec_run
+    from pyserini_ext.search.ties import TieOrder
+
+    ties = TieOrder(policy, 0)
+    ours, theirs = search_topics(sharded, TOPICS, hits, ties=ties), search_topics(single, TOPICS, hits, ties=ties)
+    a, b = write_trec_run(ours, tmp_path / "sharded.txt"), write_trec_run(theirs, tmp_path / "single.txt")
+    assert a.read_bytes() == b.read_bytes()
+    for k in (1, 3, 5):
+        assert as_pairs(sharded.batch_search(list(TOPICS.values()), list(TOPICS), k)) == \
+            as_pairs(single.batch_search(list(TOPICS.values()), list(TOPICS), k)), k
+
+
+@pytest.fixture(scope="module")
+def impact_store(tmp_path_factory):
+    from pyserini_ext.encode.base import load_card
+    from pyserini_ext.index.impact import build_impact_index, encode_impact_corpus
+
+    card = load_card("splade-tiny")
+    root = encode_impact_corpus(tiny_corpus(), card.document_encoder(), tmp_path_factory.mktemp("impact") / "encoded",
+                                shard_size=16, quiet=True)
+    return card, root, build_impact_index(root, root.with_name("lucene-impact"))
+
+
+@pytest.mark.parametrize("policy", ["docid", "reverse"])
+def test_sharded_impact_search_writes_the_single_index_run(ray_cluster, impact_store, tmp_path, policy):
+    from pyserini.search.lucene import LuceneImpactSearcher
+
+    from pyserini_ext.distributed.search import ShardedImpactSearcher
+
+    card, root, index = impact_store
+    encoder = card.query_encoder()
+    single = LuceneImpactSearcher(str(index), encoder, min_idf=-1)  # as the impact recipe opens it
+    sharded = ShardedImpactSearcher(root, encoder, 3, built_from={"corpus": "tiny"})
+    try:
+        top = single.batch_search([TOPICS["q4"]], ["q4"], 8)["q4"]
+        assert len({h.score for h in top[:7]}) == 1  # the 7 copies tie: k=3 and 5 cut inside the group
+        assert_same_runs(sharded, single, tmp_path, policy)
+    finally:
+        sharded.close()
+
+
+@pytest.fixture(scope="module")
+def token_store(tmp_path_factory):
+    from pyserini_ext.encode.base import load_card
+    from pyserini_ext.index.multivector import build_token_index
+    from pyserini_ext.store import TokenStore, encode_token_corpus
+
+    card = load_card("colbert-minilm-l6-v2")
+    root = encode_token_corpus(tiny_corpus(), card.document_encoder(), tmp_path_factory.mktemp("tokens") / "tokens",
+                               shard_size=16, quiet=True)
+    return card, root, build_token_index(TokenStore(root), root.with_name("flat.faiss"), "flat")
+
+
+@pytest.mark.parametrize("k_prime, policy", [(5, "docid"), (40, "reverse")])
+def test_sharded_multivector_search_writes_the_single_index_run(ray_cluster, token_store, tmp_path, k_prime, policy):
+    from pyserini_ext.distributed.search import ShardedColbertSearcher
+    from pyserini_ext.distributed.tokens import TieCompleteColbertSearcher, top_tokens
+    from pyserini_ext.index.multivector import read_token_index
+    from pyserini_ext.store import TokenStore
+
+    card, root, index_dir = token_store
+    encoder, index = card.query_encoder(), read_token_index(index_dir)
+    single = TieCompleteColbertSearcher(TokenStore(root), index, encoder, k_prime, tie_policy=policy)
+    sharded = ShardedColbertSearcher(root, encoder, 3, k_prime, policy)
+    try:
+        if k_prime == 5:  # the case is about ties: the 7 copies' tokens tie across some query token's k'-th place
+            rows = top_tokens(index, encoder.encode_batch([TOPICS["q4"]])[0], k_prime)
+            assert max(len(scores) for scores, _ in rows) > k_prime
+        assert_same_runs(sharded, single, tmp_path, policy)
+    finally:
+        sharded.close()
 
 
 def test_repro_run_on_ray_gives_the_sequential_table(ray_cluster, workdir, tmp_path):
