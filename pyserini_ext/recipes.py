@@ -101,8 +101,10 @@ def card_identity(card) -> str:
     family, options, model source, and for a model trained here, its weights' size and mtime."""
     from pyserini_ext.paths import trained_model_dir
 
-    record = {"family": card.family.name, "options": dataclasses.asdict(card.options),
-              "model": dataclasses.asdict(card.model)}
+    model = dataclasses.asdict(card.model)
+    if model.get("revision") is None:  # fields added later enter only when set: old folders stay current
+        model.pop("revision", None)
+    record = {"family": card.family.name, "options": dataclasses.asdict(card.options), "model": model}
     if card.model.trained:
         folder = trained_model_dir(card.model.trained)
         record["trained"] = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)

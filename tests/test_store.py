@@ -385,3 +385,20 @@ def test_interrupted_encoding_resumes_and_a_missing_shard_is_an_error(minilm, tm
     os.rename(shards / "manifest.json", tmp_path / "aside.json")  # an unfinished or earlier-release folder
     with pytest.raises(ManifestError, match="no manifest"):
         VectorStore(shards)
+
+
+def test_an_unpinned_card_keeps_the_identity_it_had_before_cards_could_pin_a_revision():
+    """Folders record the card's identity; the revision field, added later, must not make every
+    existing folder of an unpinned card stale (a re-encode of the whole corpus)."""
+    import dataclasses
+
+    from pyserini_ext.encode.base import load_card
+    from pyserini_ext.recipes import card_identity
+
+    pinned = load_card("all-minilm-l6-v2")
+    assert pinned.model.revision
+    unpinned = dataclasses.replace(pinned, model=dataclasses.replace(pinned.model, revision=None))
+    model = {k: v for k, v in dataclasses.asdict(unpinned.model).items() if k != "revision"}
+    record = {"family": "dense", "options": dataclasses.asdict(unpinned.options), "model": model}
+    assert card_identity(unpinned) == hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+    assert card_identity(pinned) != card_identity(unpinned)  # pinning another revision rebuilds
