@@ -90,44 +90,30 @@ def distinct_docs(index: CompressedIndex, docs: np.ndarray) -> tuple[np.ndarray,
     return unique, slot[docs]
 
 
-def pair_residual_scores(index: CompressedIndex, tables: np.ndarray, positions: np.ndarray, query_tokens: np.ndarray,
-                         block: int = 1 << 16) -> np.ndarray:
-    """``q_i . w[code]`` of each (token at ``positions[j]``, query token ``query_tokens[j]``)
-    pair alone: one scalar look-up per packed byte in the flattened ``(bytes x 256) x m`` tables."""
-    m = tables.shape[1]
-    flat = torch.from_numpy(np.ascontiguousarray(tables).reshape(-1, 1))
-    shift = torch.arange(index.codec.packed_width, dtype=torch.int64) * 256
-    out = np.empty(len(positions), dtype=np.float32)
-    for start in range(0, len(positions), block):
-        packed = torch.from_numpy(np.asarray(index.residuals[positions[start:start + block]]))
-        rows = (packed.to(torch.int64) + shift) * m + torch.from_numpy(query_tokens[start:start + block])[:, None]
-        out[start:start + len(packed)] = torch.nn.functional.embedding_bag(rows, flat, mode="sum")[:, 0].numpy()
-    return out
-
-
 def warp_scores(index: CompressedIndex, query: np.ndarray, nprobe: int, t_prime: int
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """(documents, scores) of WARP's select, score and two-stage reduction (module docstring).
-    A token is scored only for the query tokens that probed its list, never for all ``m``."""
+    """(documents, scores) of WARP's select, score and two-stage reduction (module docstring)."""
     query = np.asarray(query, dtype=np.float32)
     scores = index.centroid_scores(query)  # m x nlist
-    m = len(query)
+    m, nlist = scores.shape
     probes = top_columns(scores, nprobe)
+    probed = np.zeros((m, nlist), dtype=bool)
+    probed[np.arange(m)[:, None], probes] = True
     missing = missing_similarity(scores, index.sizes, t_prime)
-    pair_token, pair_list = np.repeat(np.arange(m), probes.shape[1]), probes.ravel()
-    sizes = index.sizes[pair_list]
-    positions, _ = expand_ranges(index.offsets[pair_list], sizes)
+    clusters = np.flatnonzero(probed.any(axis=0) & (index.sizes > 0))
+    positions, _ = expand_ranges(index.offsets[clusters], index.sizes[clusters])
     if not len(positions):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    query_of, list_of = np.repeat(pair_token, sizes), np.repeat(pair_list, sizes)
-    token_scores = pair_residual_scores(index, index.codec.residual_tables(query), positions, query_of)
-    token_scores += scores[query_of, list_of]
+    cluster_of = np.repeat(clusters, index.sizes[clusters])
+    token_scores = residual_scores(index, query, positions)
+    token_scores += scores.T[cluster_of]
+    token_scores[~probed.T[cluster_of]] = -np.inf  # a query token scores only the lists it probed
     docs, slot = distinct_docs(index, np.asarray(index.doc_of[positions], dtype=np.int64))
     # Reduction 1: per (document, query token), the best of the document's scored tokens.
-    best = torch.full((len(docs) * m,), -np.inf, dtype=torch.float32)
-    best.scatter_reduce_(0, torch.from_numpy(slot * m + query_of), torch.from_numpy(token_scores), reduce="amax",
-                         include_self=True)
-    best = best.numpy().reshape(len(docs), m)
+    best = torch.full((len(docs), m), -np.inf, dtype=torch.float32)
+    best.scatter_reduce_(0, torch.from_numpy(slot)[:, None].expand(-1, m), torch.from_numpy(token_scores),
+                         reduce="amax", include_self=True)
+    best = best.numpy()
     # Reduction 2: per document, the sum over query tokens, m_i where q_i retrieved none of its tokens.
     return docs, np.where(np.isneginf(best), missing[None, :], best).sum(axis=1)
 
