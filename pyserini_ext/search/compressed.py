@@ -42,13 +42,11 @@ def residual_scores(index: CompressedIndex, queries: np.ndarray, positions: np.n
     for every query token, from the packed bytes and the query's look-up tables."""
     if tables is None:
         tables = torch.from_numpy(index.codec.residual_tables(queries))
-    width = index.codec.packed_width
-    shift = torch.arange(width, dtype=torch.int32) * 256
+    shift = np.arange(index.codec.packed_width, dtype=np.int32) * 256
     out = np.empty((len(positions), tables.shape[1]), dtype=np.float32)
     for start in range(0, len(positions), block):
-        packed = torch.from_numpy(np.asarray(index.residuals[positions[start:start + block]]))
-        bags = torch.nn.functional.embedding_bag(packed.to(torch.int32) + shift, tables, mode="sum")
-        out[start:start + len(packed)] = bags.numpy()
+        rows = np.add(index.residuals[positions[start:start + block]], shift, dtype=np.int32)  # one pass: widen + shift
+        out[start:start + len(rows)] = torch.nn.functional.embedding_bag(torch.from_numpy(rows), tables, mode="sum")
     return out
 
 
@@ -80,14 +78,11 @@ def top_columns(scores: np.ndarray, count: int) -> np.ndarray:
     return np.argpartition(-scores, count - 1, axis=1)[:, :count]
 
 
-def distinct_docs(index: CompressedIndex, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct documents of ``docs`` (ascending) and each entry's slot among them, in O(N)."""
+def distinct_docs(index: CompressedIndex, docs: np.ndarray) -> np.ndarray:
+    """The distinct documents of ``docs``, ascending, in O(N) (no sort)."""
     mark = np.zeros(index.num_docs, dtype=bool)
     mark[docs] = True
-    unique = np.flatnonzero(mark)
-    slot = np.empty(index.num_docs, dtype=np.int64)
-    slot[unique] = np.arange(len(unique))
-    return unique, slot[docs]
+    return np.flatnonzero(mark)
 
 
 def warp_scores(index: CompressedIndex, query: np.ndarray, nprobe: int, t_prime: int
@@ -108,12 +103,13 @@ def warp_scores(index: CompressedIndex, query: np.ndarray, nprobe: int, t_prime:
     token_scores = residual_scores(index, query, positions)
     token_scores += scores.T[cluster_of]
     token_scores[~probed.T[cluster_of]] = -np.inf  # a query token scores only the lists it probed
-    docs, slot = distinct_docs(index, np.asarray(index.doc_of[positions], dtype=np.int64))
-    # Reduction 1: per (document, query token), the best of the document's scored tokens.
-    best = torch.full((len(docs), m), -np.inf, dtype=torch.float32)
-    best.scatter_reduce_(0, torch.from_numpy(slot)[:, None].expand(-1, m), torch.from_numpy(token_scores),
-                         reduce="amax", include_self=True)
-    best = best.numpy()
+    # Reduction 1: per (document, query token), the best of the document's scored tokens. Token
+    # ids run in document order, so sorting them groups each document's tokens for one reduceat.
+    by_doc = np.argsort(index.token_at[positions])
+    doc_of = index.doc_of[positions[by_doc]]
+    firsts = np.flatnonzero(np.concatenate([[True], doc_of[1:] != doc_of[:-1]]))
+    docs = doc_of[firsts].astype(np.int64)
+    best = np.maximum.reduceat(token_scores[by_doc], firsts, axis=0)
     # Reduction 2: per document, the sum over query tokens, m_i where q_i retrieved none of its tokens.
     return docs, np.where(np.isneginf(best), missing[None, :], best).sum(axis=1)
 
@@ -159,7 +155,7 @@ def plaid_stages(index: CompressedIndex, query: np.ndarray, nprobe: int, ndocs: 
     clusters = np.unique(top_columns(scores, nprobe))
     clusters = clusters[index.sizes[clusters] > 0]
     positions, _ = expand_ranges(index.offsets[clusters], index.sizes[clusters])
-    candidates, _ = distinct_docs(index, np.asarray(index.doc_of[positions], dtype=np.int64))
+    candidates = distinct_docs(index, np.asarray(index.doc_of[positions], dtype=np.int64))
     if not len(candidates):
         return candidates, candidates, candidates, np.zeros(0, dtype=np.float32)
     transposed = np.ascontiguousarray(scores.T)

@@ -61,6 +61,11 @@ class ResidualCodec:
             raise ValueError(f"{nbits}-bit residuals of {self.dim} dimensions do not fill whole bytes")
         self.per_byte = 8 // nbits
         self.packed_width = self.dim * nbits // 8
+        # (slot k, bucket b) -> byte value v, 1 where slot k of v holds b: residual_tables' matrix.
+        buckets, values = 1 << nbits, np.arange(256)
+        self.byte_buckets = np.zeros((self.per_byte * buckets, 256), dtype=np.float32)
+        for k in range(self.per_byte):
+            self.byte_buckets[k * buckets + ((values >> (k * nbits)) & (buckets - 1)), values] = 1.0
 
     @classmethod
     def train(cls, sample: np.ndarray, nlist: int, nbits: int, seed: int = 0, niter: int = 20) -> "ResidualCodec":
@@ -123,12 +128,10 @@ class ResidualCodec:
         when it has value ``v``. A token's residual score is the sum of its bytes' rows."""
         queries = np.asarray(queries, dtype=np.float32)
         weighted = queries[:, :, None] * self.weights[None]  # m x dim x 2^b
-        weighted = weighted.reshape(len(queries), self.packed_width, self.per_byte, 1 << self.nbits)
-        values = np.arange(256)
-        tables = np.zeros((len(queries), self.packed_width, 256), dtype=np.float32)
-        for k in range(self.per_byte):
-            tables += weighted[:, :, k, (values >> (k * self.nbits)) & ((1 << self.nbits) - 1)]
-        return np.ascontiguousarray(tables.transpose(1, 2, 0).reshape(self.packed_width * 256, len(queries)))
+        # (slot, bucket) -> byte value, as a 0/1 matrix: the tables are one matrix product.
+        weighted = weighted.reshape(len(queries), self.packed_width, self.per_byte << self.nbits)
+        tables = weighted.transpose(1, 0, 2) @ self.byte_buckets  # bytes x m x 256
+        return np.ascontiguousarray(tables.transpose(0, 2, 1).reshape(self.packed_width * 256, len(queries)))
 
 
 class CompressedIndex:
@@ -151,12 +154,12 @@ class CompressedIndex:
                                 f"residuals")
         self.token_offsets = np.concatenate([[0], np.cumsum(self.lengths)])
         nlist = len(self.codec.centroids)
-        order = np.argsort(self.codes, kind="stable")  # centroid order -> token
+        self.token_at = np.argsort(self.codes, kind="stable")  # centroid order -> token
         self.sizes = np.bincount(self.codes, minlength=nlist).astype(np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])  # each centroid's list start
-        self.doc_of = np.repeat(np.arange(len(self.lengths), dtype=np.int32), self.lengths)[order]
-        self.positions = np.empty(len(order), dtype=np.int64)  # token -> its place in centroid order
-        self.positions[order] = np.arange(len(order))
+        self.doc_of = np.repeat(np.arange(len(self.lengths), dtype=np.int32), self.lengths)[self.token_at]
+        self.positions = np.empty(len(self.token_at), dtype=np.int64)  # token -> its place in centroid order
+        self.positions[self.token_at] = np.arange(len(self.token_at))
 
     @property
     def num_docs(self) -> int:
