@@ -143,6 +143,17 @@ def test_plaid_stages_narrow_the_candidates(index, encoders, sample):
     assert set(candidates.tolist()) == with_probed
 
 
+def test_centroid_interaction_equals_the_loop(index, encoders, sample):
+    from pyserini_ext.search.compressed import interaction
+
+    query = encoders[0].encode_batch(sample[1][:1])[0]
+    scores = index.centroid_scores(query)
+    docs = np.array([0, 7, 3, 39])
+    expected = [sum(max(float(scores[i, index.codes[t]]) for t in range(index.token_offsets[d], index.token_offsets[d + 1]))
+                    for i in range(len(query))) for d in docs]
+    np.testing.assert_allclose(interaction(index, np.ascontiguousarray(scores.T), docs), expected, rtol=1e-5)
+
+
 def test_searchers_rescore_exactly_and_keep_the_total_order(index, store, encoders, sample):
     queries = sample[1]
     vectors = encoders[0].encode_batch(queries)

@@ -116,10 +116,11 @@ def warp_scores(index: CompressedIndex, query: np.ndarray, nprobe: int, t_prime:
 
 def interaction(index: CompressedIndex, centroid_scores_t: np.ndarray, docs: np.ndarray) -> np.ndarray:
     """PLAID's centroid interaction of ``docs``: ``sum_i max_{t in d} S[i, code_t]`` from the
-    ``nlist x m`` transposed centroid scores."""
-    tokens, firsts = index.token_ranges(docs)
-    per_token = centroid_scores_t[np.asarray(index.codes[tokens], dtype=np.int64)]
-    return np.maximum.reduceat(per_token, firsts, axis=0).sum(axis=1)
+    ``nlist x m`` transposed centroid scores, over each document's distinct codes."""
+    codes, starts = index.doc_codes
+    docs = np.asarray(docs, dtype=np.int64)
+    entries, firsts = expand_ranges(starts[docs], starts[docs + 1] - starts[docs])
+    return np.maximum.reduceat(centroid_scores_t[codes[entries]], firsts, axis=0).sum(axis=1)
 
 
 def compressed_maxsim(index: CompressedIndex, query: np.ndarray, docs: np.ndarray,
