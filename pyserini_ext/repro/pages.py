@@ -218,13 +218,18 @@ def benchmark_files(folder: Path) -> list[tuple[Path, dict]]:
     return found
 
 
+def _metric_rows(data: dict, key: str) -> tuple[list[dict], str | None]:
+    """The rows of a benchmark record that carry ``key`` and its first metric, and that metric."""
+    rows = [r for r in data["rows"] if isinstance(r, dict) and key in r]
+    metric = next((k for r in rows for k in r if _is_metric(k)), None)
+    return [r for r in rows if metric in r], metric
+
+
 def pareto_figures(benchmarks: list[tuple[Path, dict]]) -> list[Figure]:
     """Effectiveness against ms/query, for every benchmark result whose rows carry both."""
     figures = []
     for path, data in benchmarks:
-        rows = [r for r in data["rows"] if isinstance(r, dict) and "ms_per_query" in r]
-        metric = next((k for r in rows for k in r if _is_metric(k)), None)
-        rows = [r for r in rows if metric in r]
+        rows, metric = _metric_rows(data, "ms_per_query")
         if not rows:
             continue
         plt = _pyplot()
@@ -257,9 +262,7 @@ def k_prime_figures(benchmarks: list[tuple[Path, dict]]) -> list[Figure]:
     benchmark result whose rows carry ``k_prime`` (``benchmarks/multivector.py``)."""
     figures = []
     for path, data in benchmarks:
-        rows = [r for r in data["rows"] if isinstance(r, dict) and "k_prime" in r]
-        metric = next((k for r in rows for k in r if _is_metric(k)), None)
-        rows = [r for r in rows if metric in r]
+        rows, metric = _metric_rows(data, "k_prime")
         if not rows:
             continue
         lines: dict[str, list[tuple[float, float]]] = {}
