@@ -2,6 +2,7 @@
 (defect 7); killed runs and builds leave what was there before, or the whole new thing,
 and no temporaries; a rerun gives the same bytes; two builders of one folder take turns."""
 
+import json
 import os
 import pathlib
 import random
@@ -372,3 +373,61 @@ def test_a_malformed_or_misplaced_revision_is_refused_naming_file_and_field(tmp_
     with pytest.raises(CardError) as refused:
         load_card(path)
     assert str(refused.value).startswith(f"{path}: ") and all(w in str(refused.value) for w in words), refused.value
+
+
+COMPRESSED_CHILD = textwrap.dedent("""
+    import sys
+    import faiss
+    import numpy as np
+    from pyserini_ext.data.readers import Document
+    from pyserini_ext.index.compressed import build_compressed_index
+    from pyserini_ext.store.shards import encode_token_corpus
+
+    faiss.omp_set_num_threads(1)  # k-means bit for bit from run to run
+
+    class WordVectors:
+        '''A deterministic multi-vector encoder: one unit vector per word, from the word's bytes.'''
+        def encode(self, texts, titles=None):
+            out = []
+            for t in texts:
+                rows = [np.random.default_rng(list(w.encode())).standard_normal(32) for w in t.split()]
+                rows = np.array(rows, dtype=np.float32)
+                out.append(rows / np.linalg.norm(rows, axis=1, keepdims=True))
+            return out
+
+    root = sys.argv[1]
+    docs = [Document(f"d{i:04d}", "", " ".join(f"w{(i * j) % 211}" for j in range(1, 40))) for i in range(400)]
+    store = encode_token_corpus(docs, WordVectors(), root + "/tokens", shard_size=100, quiet=True)
+    build_compressed_index(store, root + "/compressed", nlist=64, nbits=2, train_tokens=8192)
+    print("built", flush=True)
+""")
+
+
+def _compressed_files(root):
+    files = _files(root)
+    manifest = json.loads(files["manifest.json"])
+    manifest.pop("build_seconds")  # a timing, like the creation time
+    files["manifest.json"] = json.dumps(manifest, sort_keys=True).encode()
+    return files
+
+
+def test_a_compressed_index_build_killed_mid_way_is_rebuilt_whole_with_nothing_left(tmp_path):
+    straight = subprocess.run([sys.executable, "-c", COMPRESSED_CHILD, str(tmp_path / "straight")],
+                              capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    expected = _compressed_files(tmp_path / "straight" / "compressed")
+    root = tmp_path / "killed"
+    child = subprocess.Popen([sys.executable, "-c", COMPRESSED_CHILD, str(root)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    partial = root / "compressed.partial"
+    deadline = time.monotonic() + 240
+    while not (partial / "codes.npy").exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    child.kill()  # inside the build: the codes are being written
+    child.communicate()
+    assert not (root / "compressed").exists()
+    rerun = subprocess.run([sys.executable, "-c", COMPRESSED_CHILD, str(root)], capture_output=True, text=True,
+                           timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert _compressed_files(root / "compressed") == expected
+    assert _leftovers(root) == []
