@@ -23,6 +23,17 @@ import pyserini_ext  # noqa: E402,F401  (configures Java before any test imports
 PYTHON = sys.executable
 
 
+@pytest.fixture(autouse=True)
+def _work_folder_variable_restored(monkeypatch):
+    """``cli.main`` sets ``$PYSERINI_EXT_WORK`` from ``--work`` for its process (so cards of trained
+    models resolve there); a test that calls it in-process must not hand its temporary folder to
+    every later test (the session's ``workdir`` among them)."""
+    original = os.environ.get("PYSERINI_EXT_WORK")
+    monkeypatch.setenv("PYSERINI_EXT_WORK", original or "")  # records the original for teardown
+    if original is None:
+        monkeypatch.delenv("PYSERINI_EXT_WORK")
+
+
 @pytest.fixture(scope="session")
 def workdir() -> Path:
     """Indexes and runs shared by the end-to-end tests; kept between runs (it is gitignored)."""
