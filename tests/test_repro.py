@@ -1,6 +1,7 @@
 """Regression specs: validation errors name the key, verdicts are two-sided, and the real
 specs reproduce end to end (SciFact BM25 and MiniLM, CACM BM25)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -100,10 +101,21 @@ def test_impossible_expected_value_exits_non_zero_with_fail(tmp_path, workdir):
 # no download (MS MARCO's prebuilt indexes, tens of GB: `repro run --all --downloads`; their
 # machinery is tested on a tiny stand-in in tests/test_prebuilt.py), as `repro run --all` runs them.
 UNTRAINED_SPECS = [p.stem for p in spec_paths() if not parse_spec(p).train and not parse_spec(p).downloads]
+# CI's slice (its time is budgeted): every searcher kind and store family once, with the encodings
+# the other end-to-end tests need anyway. `make demo` (or PYSERINI_EXT_ALL_SPECS=1 here) runs them all.
+CI_SPECS = ("cacm-bm25", "scifact-bm25-flat", "scifact-minilm-flat", "scifact-minilm-flat-fp16", "scifact-minilm-hnsw",
+            "scifact-bm25-minilm-hybrid", "scifact-bm25-minilm-rrf", "scifact-bm25-rerank-minilm",
+            "scifact-splade-tiny", "scifact-bm25-rerank-splade-tiny", "scifact-colbert-minilm-colbert",
+            "scifact-colbert-minilm-warp-2bit")
+E2E_SPECS = UNTRAINED_SPECS if os.environ.get("PYSERINI_EXT_ALL_SPECS") else [n for n in UNTRAINED_SPECS if n in CI_SPECS]
+
+
+def test_the_ci_slice_names_shipped_specs():
+    assert set(CI_SPECS) <= set(UNTRAINED_SPECS)
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("name", UNTRAINED_SPECS)
+@pytest.mark.parametrize("name", E2E_SPECS)
 def test_shipped_spec_reproduces(name, workdir):
     verdicts = run_spec(find_spec(name), workdir, quiet=True)
     assert all(v.status in (OK, WITHIN) for v in verdicts), [(v.expectation.metric, v.measured, v.status) for v in verdicts]
