@@ -301,3 +301,31 @@ def test_irds_dataset_from_a_locally_registered_ir_datasets_entry(tmp_path, monk
         dataset.topics("test")
     with pytest.raises(DatasetNotFoundError, match="ir_datasets has no dataset 'pyserini-ext-no/such'"):
         resolve_dataset("irds:pyserini-ext-no/such")
+
+
+def test_tar_members_are_checked_where_python_has_no_extraction_filter(tmp_path, monkeypatch):
+    """Debian 12's Python 3.11.2 has no tarfile filters: the plain-member check stands in for "data"."""
+    import io
+    import tarfile
+
+    from pyserini_ext.data import sources
+
+    good = tmp_path / "good.tar"
+    with tarfile.open(good, "w") as t:
+        for name, data in {"x/a.txt": b"a", "x/b/c.txt": b"c"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    sources._unpack(good, tmp_path / "out", "file:///good.tar")
+    assert (tmp_path / "out" / "x" / "b" / "c.txt").read_bytes() == b"c"
+    for name, kind in [("../escape.txt", tarfile.REGTYPE), ("/abs.txt", tarfile.REGTYPE), ("x/link", tarfile.SYMTYPE)]:
+        bad = tmp_path / "bad.tar"
+        with tarfile.open(bad, "w") as t:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.linkname = "/etc/passwd" if kind == tarfile.SYMTYPE else ""
+            t.addfile(info, io.BytesIO(b""))
+        with pytest.raises(DatasetNotFoundError, match="refusing to unpack"):
+            sources._unpack(bad, tmp_path / f"bad-{abs(hash(name))}", "file:///bad.tar")
+    assert not (tmp_path / "escape.txt").exists()

@@ -212,9 +212,24 @@ def _unpack(archive: Path, into: Path, url: str) -> None:
             z.extractall(into)  # zipfile drops absolute paths and ".." components
     elif name.endswith((".tar.gz", ".tgz", ".tar")):
         with tarfile.open(archive) as t:
-            t.extractall(into, filter="data")  # refuses links and paths that leave `into`
+            if hasattr(tarfile, "data_filter"):
+                t.extractall(into, filter="data")  # refuses links and paths that leave `into`
+            else:  # Python 3.11.0-3.11.3 (Debian 12's 3.11.2) has no extraction filters
+                t.extractall(into, members=_plain_members(t, url))
     else:
         raise DatasetNotFoundError(f"{url}: not an archive this project unpacks ({', '.join(ARCHIVE_SUFFIXES)})")
+
+
+def _plain_members(archive: tarfile.TarFile, url: str) -> list[tarfile.TarInfo]:
+    """The members of ``archive`` if every one is a file or folder whose name stays inside the
+    folder it is unpacked into (what the "data" filter allows, for Pythons without it)."""
+    members = archive.getmembers()
+    for member in members:
+        parts = Path(member.name).parts
+        if not (member.isfile() or member.isdir()) or Path(member.name).is_absolute() or ".." in parts:
+            raise DatasetNotFoundError(f"{url}: the archive member {member.name!r} is a link, a device or a path "
+                                       f"leaving the folder it is unpacked into; refusing to unpack it")
+    return members
 
 
 def _check_md5(path: Path, expected: str, what: str) -> None:
