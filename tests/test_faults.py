@@ -431,3 +431,55 @@ def test_a_compressed_index_build_killed_mid_way_is_rebuilt_whole_with_nothing_l
     assert rerun.returncode == 0, rerun.stderr
     assert _compressed_files(root / "compressed") == expected
     assert _leftovers(root) == []
+
+
+FAISS_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    import faiss
+    import numpy as np
+    from pyserini_ext.data.readers import Document
+    from pyserini_ext.index.dense import build_dense_index
+    from pyserini_ext.index.multivector import build_token_index
+    from pyserini_ext.store.shards import encode_corpus, encode_token_corpus
+
+    class Letters:
+        '''Deterministic: a document's letter counts (dense), or one count vector per word (tokens).'''
+        def encode(self, texts, titles=None):
+            vec = lambda t: np.array([t.count(chr(97 + i)) + 1 for i in range(26)], dtype=np.float32)
+            return np.stack([vec(t) for t in texts]) if kind == "dense" else [np.stack([vec(w) for w in t.split()])
+                                                                              for t in texts]
+
+    root, kind, kill = sys.argv[1], sys.argv[2], sys.argv[3] == "kill"
+    if kill:  # the build dies as the index file is written: after the index exists, before the folder is done
+        write = faiss.write_index
+        def dying_write(index, path):
+            write(index, path)
+            os.kill(os.getpid(), signal.SIGKILL)
+        faiss.write_index = dying_write
+    docs = [Document(f"d{i:03d}", "", " ".join(f"w{i * j % 97}abc" for j in range(6))) for i in range(80)]
+    if kind == "dense":
+        shards = encode_corpus(docs, Letters(), root + "/shards", shard_size=20, quiet=True)
+        build_dense_index(shards, root + "/index", "flat")
+    else:
+        store = encode_token_corpus(docs, Letters(), root + "/tokens", shard_size=20, quiet=True)
+        build_token_index(store, root + "/index", "flat")
+    print("built", flush=True)
+""")
+
+
+@pytest.mark.parametrize("kind", ["dense", "tokens"])
+def test_a_faiss_index_build_killed_mid_way_is_rebuilt_whole_with_nothing_left(tmp_path, kind):
+    def run(root, mode):
+        return subprocess.run([sys.executable, "-c", FAISS_CHILD, str(root), kind, mode], capture_output=True,
+                              text=True, timeout=300)
+
+    straight = run(tmp_path / "straight", "straight")
+    assert straight.returncode == 0, straight.stderr
+    killed = run(tmp_path / "killed", "kill")
+    assert killed.returncode == -signal.SIGKILL
+    root = tmp_path / "killed"
+    assert not (root / "index").exists() and (root / "index.partial").is_dir()  # died inside the build
+    rerun = run(root, "straight")
+    assert rerun.returncode == 0, rerun.stderr
+    assert _files(root / "index") == _files(tmp_path / "straight" / "index")
+    assert _leftovers(root) == []
