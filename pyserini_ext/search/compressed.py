@@ -36,12 +36,11 @@ from pyserini_ext.search.multivector import _LateInteractionSearcher
 RESCORE = ("none", "exact")
 
 
-def residual_scores(index: CompressedIndex, queries: np.ndarray, positions: np.ndarray, tables=None,
+def residual_scores(index: CompressedIndex, queries: np.ndarray, positions: np.ndarray,
                     block: int = 1 << 14) -> np.ndarray:
     """``len(positions) x m``: ``q_i . w[code]`` of the tokens at ``positions`` (centroid order)
     for every query token, from the packed bytes and the query's look-up tables."""
-    if tables is None:
-        tables = torch.from_numpy(index.codec.residual_tables(queries))
+    tables = torch.from_numpy(index.codec.residual_tables(queries))
     shift = np.arange(index.codec.packed_width, dtype=np.int32) * 256
     out = np.empty((len(positions), tables.shape[1]), dtype=np.float32)
     for start in range(0, len(positions), block):

@@ -47,6 +47,15 @@ def expand_ranges(starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np
     return np.repeat(starts - firsts, sizes) + np.arange(total, dtype=np.int64), firsts
 
 
+def nearest_centroids(vectors: np.ndarray, centroids: np.ndarray, block: int = 1 << 14) -> np.ndarray:
+    """The nearest centroid of each vector (largest inner product: the centroids are unit
+    vectors, so for any vector this is also the smallest L2 distance)."""
+    codes = np.empty(len(vectors), dtype=np.int64)
+    for start in range(0, len(vectors), block):
+        codes[start:start + block] = np.argmax(vectors[start:start + block] @ centroids.T, axis=1)
+    return codes
+
+
 class ResidualCodec:
     """Centroids plus per-dimension residual buckets (module docstring)."""
 
@@ -77,20 +86,15 @@ class ResidualCodec:
         sample = np.ascontiguousarray(sample, dtype=np.float32)
         kmeans = faiss.Kmeans(sample.shape[1], nlist, niter=niter, seed=seed, spherical=True, verbose=False)
         kmeans.train(sample)
-        codec = cls(kmeans.centroids, np.zeros((sample.shape[1], 0)), np.zeros((sample.shape[1], 0)), nbits)
-        residuals = sample - codec.centroids[codec.assign(sample)]
+        centroids = kmeans.centroids
+        residuals = sample - centroids[nearest_centroids(sample, centroids)]
         buckets = 1 << nbits
-        codec.cutoffs = np.quantile(residuals, np.arange(1, buckets) / buckets, axis=0).T.astype(np.float32).copy()
-        codec.weights = np.quantile(residuals, (np.arange(buckets) + 0.5) / buckets, axis=0).T.astype(np.float32).copy()
-        return codec
+        cutoffs = np.quantile(residuals, np.arange(1, buckets) / buckets, axis=0).T
+        weights = np.quantile(residuals, (np.arange(buckets) + 0.5) / buckets, axis=0).T
+        return cls(centroids, cutoffs, weights, nbits)
 
-    def assign(self, vectors: np.ndarray, block: int = 1 << 14) -> np.ndarray:
-        """The nearest centroid of each vector (largest inner product: the centroids are unit
-        vectors, so for any vector this is also the smallest L2 distance)."""
-        codes = np.empty(len(vectors), dtype=np.int64)
-        for start in range(0, len(vectors), block):
-            codes[start:start + block] = np.argmax(vectors[start:start + block] @ self.centroids.T, axis=1)
-        return codes
+    def assign(self, vectors: np.ndarray) -> np.ndarray:
+        return nearest_centroids(vectors, self.centroids)
 
     def compress(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(centroid codes, packed residual bytes ``n x packed_width``) of FP32 ``vectors``."""
