@@ -5,6 +5,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +183,20 @@ def test_ensure_built_reuses_current_and_rebuilds_stale(tmp_path, caplog):
     assert check_built_from(folder, changed_card) == "stale"
     ensure_built(folder, changed_card, build_counter(calls), "test index")
     assert (folder / "data").read_text() == "build 4"
+
+
+def test_two_builds_of_the_same_inputs_have_one_digest_however_long_each_took(tmp_path):
+    def build(delay):
+        def fill(partial):
+            (partial / "data").write_text("same bytes")
+            time.sleep(delay)
+            return {"kind": "test", "count": 1}
+        return fill
+
+    fast = ensure_built(tmp_path / "fast", {"corpus": "c1"}, build(0), "test index")
+    slow = ensure_built(tmp_path / "slow", {"corpus": "c1"}, build(0.3), "test index")
+    assert read_manifest(fast)["build_seconds"] < 0.3 <= read_manifest(slow)["build_seconds"]
+    assert manifest_digest(fast) == manifest_digest(slow)  # what a derived folder records as its source
 
 
 def test_ensure_built_hashes_every_file_and_refuses_a_flipped_byte_on_reuse(tmp_path, caplog):

@@ -7,7 +7,6 @@ the corpus size)."""
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,6 @@ def build_compressed_index(store: TokenStore | Path | str, path: Path | str, nli
     identity = {**(built_from or {}), "source": store.digest, "builder": params}
 
     def build(partial: Path) -> dict:
-        started = time.perf_counter()
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(store.num_tokens, min(train_tokens, store.num_tokens), replace=False))
         codec = ResidualCodec.train(store.gather(sample), nlist, nbits, seed)
@@ -59,7 +57,6 @@ def build_compressed_index(store: TokenStore | Path | str, path: Path | str, nli
         log.info("compressed index %s: %d tokens, %d centroids, %d-bit residuals", path, store.num_tokens, nlist, nbits)
         return {"kind": KIND, "count": store.num_docs, "dims": [store.dim], "dtype": f"uint8 ({nbits}-bit residuals)",
                 "docids": (store.docids[0], store.docids[-1]), "hashes": True,
-                "extra": {"nbits": nbits, "nlist": nlist, "tokens": store.num_tokens,
-                          "build_seconds": round(time.perf_counter() - started, 1)}}
+                "extra": {"nbits": nbits, "nlist": nlist, "tokens": store.num_tokens}}
 
     return ensure_built(path, identity, build, "compressed token index")

@@ -7,7 +7,11 @@ written last (so a folder with one is complete)::
      "docids": {"first": "4983", "last": "198309074"},
      "files": {"shard-00000.npy": {"size": 3145856, "sha256": "..."}, ...},
      "built_from": {...the caller's dict...}, "written_by": "pyserini_ext 0.1.0",
-     "created": "2025-...Z", "digest": "<sha256 of the rest, without created>"}
+     "created": "2025-...Z", "build_seconds": 12.3, "digest": "<sha256 of the rest>"}
+
+The digest covers what the folder holds and was built from, never when or how fast it was
+built (``created``, ``build_seconds``): two builds of the same inputs have one digest, which
+is what a folder derived from this one records as its ``source``.
 
 ``built_from`` is the identity of the inputs (corpus fingerprint, encoder card, parameters,
 package version: whatever the caller passes, as JSON). :func:`check_built_from` compares it,
@@ -23,6 +27,7 @@ import datetime
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -76,18 +81,23 @@ def _listed(folder: Path) -> list[Path]:
                   and not (p.name.startswith(".") and p.name.endswith(".tmp")))
 
 
+# The circumstances of a build, outside its digest: a rebuild of the same inputs differs only in these.
+_CIRCUMSTANCES = ("digest", "created", "build_seconds")
+
+
 def _digest(manifest: dict) -> str:
-    body = {k: v for k, v in manifest.items() if k not in ("digest", "created")}
+    body = {k: v for k, v in manifest.items() if k not in _CIRCUMSTANCES}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def write_manifest(folder: Path | str, *, kind: str, count: int, built_from: dict | None = None,
                    dtype: str | None = None, dims: list[int] | tuple[int, ...] | None = None,
                    docids: tuple[str, str] | None = None, hashes: bool | dict[str, str] = False,
-                   extra: dict | None = None) -> dict:
+                   extra: dict | None = None, build_seconds: float | None = None) -> dict:
     """Write ``folder/manifest.json`` (atomically) listing every file under ``folder`` with its
     size, and its SHA-256 when ``hashes`` is True (computed) or a dict (``relative path ->
-    sha256`` already known, computed for files it lacks). Returns the manifest."""
+    sha256`` already known, computed for files it lacks). ``build_seconds``, when given, is
+    recorded outside the digest. Returns the manifest."""
     from pyserini_ext import __version__
 
     folder = Path(folder)
@@ -112,6 +122,8 @@ def write_manifest(folder: Path | str, *, kind: str, count: int, built_from: dic
     manifest["written_by"] = f"pyserini_ext {__version__}"
     manifest["digest"] = _digest(manifest)
     manifest["created"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if build_seconds is not None:
+        manifest["build_seconds"] = round(float(build_seconds), 1)
     write_atomic(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
 
@@ -285,7 +297,8 @@ def ensure_built(folder: Path | str, built_from: dict | None, build_fn: Callable
     ``dtype``, ``dims``, ``docids``, ``hashes``, ``extra``: see :func:`write_manifest`;
     ``hashes`` defaults to True: every file's SHA-256 is recorded, and checked before the
     folder is reused, a mismatch refused with :class:`ManifestError` naming the file);
-    the manifest is written last, then the partial is renamed over ``folder``. A stale
+    the manifest is written last, with the seconds ``build_fn`` took (of a resumed build, its
+    last run), then the partial is renamed over ``folder``. A stale
     ``folder`` stays in place, readable, until the new one is complete; the rebuild is
     logged as a WARNING naming the folder and what changed. A folder with content but no
     manifest is replaced only when ``legacy(folder)`` recognises it as an earlier release's
@@ -320,8 +333,10 @@ def _ensure_built(folder: Path, built_from: dict | None, build_fn: Callable[[Pat
         log.info("building %s %s", what, folder)
     stamp = canonical(built_from or {})
     with building(folder, resume=resume, stamp=stamp) as partial:
+        started = time.perf_counter()
         fields = build_fn(partial)
         if not isinstance(fields, dict) or "kind" not in fields or "count" not in fields:
             raise TypeError(f"the build function of {what} must return the manifest fields (kind, count, ...)")
-        write_manifest(partial, built_from=built_from, **{"hashes": True, **fields})
+        write_manifest(partial, built_from=built_from, **{"hashes": True, **fields},
+                       build_seconds=time.perf_counter() - started)
     return folder
