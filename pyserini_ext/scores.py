@@ -93,32 +93,48 @@ def maxsim_scores(queries: Tensor, docs: Tensor, doc_mask: Tensor, query_mask: T
     return best.sum(dim=1)
 
 
+XTR_NORMALIZERS = ("positive", "retrieved")
+
+
 def xtr_scores(queries: Tensor, docs: Tensor, doc_mask: Tensor, k_train: int, query_mask: Tensor | None = None,
-               eps: float = 1e-3) -> Tensor:
-    """XTR's training score (Lee et al., 2023), ``B x N``.
+               eps: float = 1e-3, normalizer: str = "positive") -> Tensor:
+    """XTR's training score (Lee et al., 2023, Eq. 2), ``B x N``.
 
     For query token ``q_i`` let ``R_i`` be its ``k_train`` most similar document tokens
-    over the *whole batch* (all ``N x Ld`` real tokens). A document token counts only
-    if it is in ``R_i``:
+    over the *whole batch* (all ``N x Ld`` real tokens), ``A_ij = 1`` if ``j`` is in ``R_i``:
 
-        s(q, d) = (1 / Z(q, d)) * sum_i max_{j in d, j in R_i} <q_i, d_j>
+        s(q, d) = (1 / Z(q, d)) * sum_i max_{j in d} A_ij <q_i, d_j>
 
-    where the max over an empty set is 0 and ``Z(q, d)`` is the number of query tokens
-    with at least one token of ``d`` in ``R_i``, clamped below at ``eps``.
+    An unretrieved token counts ``A_ij <q_i, d_j> = 0`` in the max, so a query token contributes
+    ``max(best retrieved, 0)``: 0 when it retrieved none of d's tokens, and a negative best retrieved
+    similarity is floored at 0 (as in PyLate's ``XTRScores`` and PrimeQA's XTR, which it adapted).
+    Read over d's real tokens only, the equation would keep a negative best when *every* token of
+    d was retrieved; in a padded batch the padding positions are never-retrieved tokens that supply
+    the 0 (PyLate's case for every document shorter than the batch's longest), so we floor always.
+
+    ``Z(q, d)``, clamped below at ``eps``, counts query tokens: ``normalizer="positive"`` (the
+    default) those whose contribution is > 0, as PyLate and PrimeQA compute it; ``"retrieved"``
+    those with at least one token of ``d`` in ``R_i``, the paper's ``Z = |{i : exists j, A_ij > 0}|``
+    read literally. They differ only when a query token's retrieved tokens of ``d`` all score
+    <= 0 (it adds 0 to the sum either way, but counts in the paper's ``Z``).
     """
+    if normalizer not in XTR_NORMALIZERS:
+        raise ValueError(f"normalizer must be one of {XTR_NORMALIZERS}, got {normalizer!r}")
     sims = _token_sims(queries, docs, doc_mask)  # B x Lq x N x Ld
     b, lq, n, ld = sims.shape
     flat = sims.reshape(b, lq, n * ld)
     top = flat.topk(min(k_train, n * ld), dim=-1).indices
     retrieved = torch.zeros_like(flat, dtype=torch.bool).scatter_(-1, top, True).reshape(b, lq, n, ld)
     retrieved &= doc_mask.bool()[None, None]
-    best = sims.masked_fill(~retrieved, float("-inf")).amax(dim=-1)  # B x Lq x N
+    best = sims.masked_fill(~retrieved, float("-inf")).amax(dim=-1)  # B x Lq x N, -inf: none retrieved
     hit = retrieved.any(dim=-1)
+    contribution = torch.where(hit, best.clamp(min=0.0), torch.zeros_like(best))
     if query_mask is not None:
-        hit = hit & query_mask.bool()[:, :, None]
-    best = torch.where(hit, best, torch.zeros_like(best))
-    z = hit.sum(dim=1).to(sims.dtype).clamp(min=eps)
-    return best.sum(dim=1) / z
+        keep = query_mask.bool()[:, :, None]
+        contribution, hit = contribution * keep.to(contribution.dtype), hit & keep
+    counted = contribution > 0 if normalizer == "positive" else hit
+    z = counted.sum(dim=1).to(sims.dtype).clamp(min=eps)
+    return contribution.sum(dim=1) / z
 
 
 def impute(scores: np.ndarray, how: str) -> np.ndarray:

@@ -94,6 +94,108 @@ def test_xtr_scores_by_hand():
     assert full[0].tolist() == pytest.approx((S.maxsim_scores(queries, docs, mask) / 2)[0].tolist())
 
 
+def test_xtr_scores_floor_and_normalizer_by_hand():
+    """Query tokens e1, e2, so a document token (s1, s2) scores s1 with q1 and s2 with q2."""
+    queries = t([[[1, 0], [0, 1]]])
+    docs = t([[[0.9, -0.3], [0.5, 0.7]],       # D0
+              [[0.4, -0.2], [-0.5, -0.6]],     # D1
+              [[-0.1, 0.2], [9, 9]]])          # D2 (second token padding)
+    mask = torch.tensor([[1, 1], [1, 1], [1, 0]])
+    # k_train=3. q1: D0a .9, D0b .5, D1a .4; q2: D0b .7, D2a .2, D1a -.2.
+    # D0: q1 .9 (both tokens retrieved), q2 max(.7, 0) = .7       -> 1.6 / 2
+    # D1: q1 max(.4, 0) = .4, q2 max(-.2, 0) = 0 (D1b unretrieved) -> .4 / 1 (positive) or .4 / 2 (retrieved)
+    # D2: q1 nothing retrieved = 0, q2 .2 (its only token)          -> .2 / 1
+    # Before the floor, D1 kept -.2 for q2 and scored (.4 - .2) / 2 = .1.
+    assert S.xtr_scores(queries, docs, mask, k_train=3)[0].tolist() == pytest.approx([0.8, 0.4, 0.2])
+    assert S.xtr_scores(queries, docs, mask, k_train=3, normalizer="retrieved")[0].tolist() == pytest.approx(
+        [0.8, 0.2, 0.2])
+    # Every real token retrieved: still floored (padding is never retrieved, the 0 it brings is PyLate's), so
+    # D1's q2 and D2's q1 add 0: D1 .4 / 2 or / 1, D2 .2 / 2 or / 1.
+    assert S.xtr_scores(queries, docs, mask, k_train=6, normalizer="retrieved")[0].tolist() == pytest.approx(
+        [0.8, 0.2, 0.1])
+    assert S.xtr_scores(queries, docs, mask, k_train=6)[0].tolist() == pytest.approx([0.8, 0.4, 0.2])
+    with pytest.raises(ValueError, match="normalizer must be one of"):
+        S.xtr_scores(queries, docs, mask, k_train=3, normalizer="all")
+
+
+def _unit(g, *shape):
+    return torch.nn.functional.normalize(torch.randn(*shape, generator=g, dtype=torch.float32), dim=-1)
+
+
+def _xtr_batch():
+    """4 queries (5 tokens) x 2 documents each (positive, negative; 6 positions, padded), dim 8."""
+    g = torch.Generator().manual_seed(3)
+    queries, docs = _unit(g, 4, 5, 8), _unit(g, 4, 2, 6, 8)
+    mask = torch.ones(4, 2, 6, dtype=torch.bool)
+    for (b, n), length in {(0, 1): 3, (1, 0): 4, (2, 1): 2, (3, 0): 5, (3, 1): 1}.items():
+        mask[b, n, length:] = False
+    return queries, docs, mask
+
+
+# 20 of the 33 real tokens: retrieved tokens with negative scores occur (the code before the floor was 0.13 off);
+# at 33 PyLate keeps a negative best for the one unpadded document (its padding supplies the 0 to all others).
+@pytest.mark.parametrize("k_train", [1, 7, 20])
+def test_xtr_scores_equal_pylate(k_train):
+    pytest.importorskip("pylate", reason="PyLate is an optional extra: pip install --no-deps 'pylate>=1.6,<2'")
+    from pylate.scores import XTRScores
+
+    queries, docs, mask = _xtr_batch()
+    theirs = XTRScores(k=k_train)(queries, docs, documents_mask=mask)  # 4 x 8, query-major
+    ours = S.xtr_scores(queries, docs.reshape(8, 6, 8), mask.reshape(8, 6), k_train)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_xtr_info_nce_equals_pylate_contrastive():
+    """The XTR loss (InfoNCE over XTR scores, positive of query b in column 2b) against PyLate's
+    ``Contrastive`` loss with ``XTRScores``, given the same unit token vectors."""
+    pylate_losses = pytest.importorskip("pylate.losses", reason="PyLate is an optional extra: "
+                                        "pip install --no-deps 'pylate>=1.6,<2'")
+    from pylate.scores import XTRScores
+
+    queries, docs, mask = _xtr_batch()
+
+    class Fixed(torch.nn.Module):  # PyLate's loss asks a model for token embeddings: hand it these
+        skiplist, do_query_expansion = [], True  # keep every query token, as our ColBERT does
+
+        def forward(self, features):
+            return {"token_embeddings": features["embeddings"]}
+
+    features = [{"input_ids": torch.ones(4, 5, dtype=torch.long), "attention_mask": torch.ones(4, 5, dtype=torch.bool),
+                 "embeddings": queries}]
+    features += [{"input_ids": torch.ones(4, 6, dtype=torch.long), "attention_mask": mask[:, n], "embeddings": docs[:, n]}
+                 for n in range(2)]
+    theirs = pylate_losses.Contrastive(Fixed(), score_metric=XTRScores(k=20), temperature=0.05)(features)
+    ours = L.info_nce(S.xtr_scores(queries, docs.reshape(8, 6, 8), mask.reshape(8, 6), 20), torch.arange(4) * 2, tau=0.05)
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
+
+
+def test_xtr_info_nce_by_hand():
+    """The same loss computed independently, token by token in plain Python (always runs)."""
+    queries, docs, mask = _xtr_batch()
+    q, d, m = queries.tolist(), docs.reshape(8, 6, 8).tolist(), mask.reshape(8, 6).tolist()
+    k_train, tau = 20, 0.05
+    loss = 0.0
+    for b in range(4):
+        scores = []
+        for i in range(5):
+            sims = [(sum(x * y for x, y in zip(q[b][i], d[n][j])), n, j) for n in range(8) for j in range(6) if m[n][j]]
+            top = sorted(sims, reverse=True)[:k_train]
+            scores.append(top)
+        row = []
+        for n in range(8):
+            total, z = 0.0, 0
+            for top in scores:
+                value = max([s for s, dn, _ in top if dn == n] + [0.0])  # unretrieved tokens count 0
+                total, z = total + value, z + (value > 0)
+            row.append(total / max(z, 1e-3))
+        logits = [r / tau for r in row]
+        top_logit = max(logits)
+        loss += -(logits[2 * b] - top_logit - math.log(sum(math.exp(x - top_logit) for x in logits)))
+    ours = L.info_nce(S.xtr_scores(queries, docs.reshape(8, 6, 8), mask.reshape(8, 6), k_train), torch.arange(4) * 2,
+                      tau=tau)
+    assert ours.item() == pytest.approx(loss / 4, rel=1e-5)
+
+
 def test_mrl_listwise_by_hand():
     student, teacher = t([[1, 2, 0]]), t([[3, 2, 1]])
     # student ranks: doc1 1st, doc0 2nd, doc2 3rd; pairs the teacher orders (0,1), (0,2), (1,2)
