@@ -34,9 +34,15 @@ Tensor = torch.Tensor
 
 IMPUTATIONS = ("min", "zero", "mean", "p10", "power")
 # How a retrieved score below the estimate m_i combines with it: "max" is XTR's equation
-# (max over all of d's tokens, the unretrieved ones counting m_i, so max(best retrieved, m_i)),
-# "retrieved" keeps the best retrieved score even below m_i. The two agree for "min" and
-# "power" (m_i never exceeds a retrieved score) and differ for "zero", "mean" and "p10".
+# (Lee et al., 2023, Eq. 3: max over all of d's tokens, the unretrieved ones counting m_i, so
+# max(best retrieved, m_i)), the default; "retrieved" keeps the best retrieved score even below
+# m_i, which is how the reference code is written: google-deepmind/xtr's notebook (aggregate_scores
+# keeps a document's top retrieved score and adds the estimate only for query tokens that retrieved
+# none of it) and PyLate's rank.score_xtr. Both references impute only with "min", where the two
+# agree (as for "power": m_i never exceeds a retrieved score); they differ for "zero", "mean" and
+# "p10". Which one the XTR replicability study (Jha et al., 2026, arXiv 2605.00646) used for its
+# Table 2 could not be read here (only its abstract is available offline): docs/multivector.md
+# reports both.
 XTR_COMBINES = ("max", "retrieved")
 
 

@@ -263,6 +263,52 @@ def test_xtr_combine_by_hand():
         np.testing.assert_allclose(total, [0.9 + 0.2, 0.6 + 0.8, 0.3 + 0.1])
 
 
+# Every strategy by hand on one example. Documents A = tokens {0, 1}, B = {2, 3}, C = {4}, D = {5, 6}.
+# Query token 0 retrieved t0, t4, t2, t5 with scores exactly 0.8 r^-1/2 (rank r = 1..4), query token 1
+# t5, t1, t4, t0 with 0.9 / r, so the power law is fitted exactly. Best retrieved per document:
+#   token 0: A .8 (t1 unretrieved), B .8/sqrt3 (t3 unretrieved), C .8/sqrt2 (its only token), D .4 (t6 unretrieved)
+#   token 1: A .45 (t1 and t0: all of A), B none, C .3 (all of C), D .9 (t6 unretrieved)
+S0 = [0.8 * r ** -0.5 for r in (1, 2, 3, 4)]
+S1 = [0.9 / r for r in (1, 2, 3, 4)]
+ESTIMATES = {  # m_0, m_1 by hand
+    "min": (0.4, 0.225),
+    "zero": (0.0, 0.0),
+    "mean": (sum(S0) / 4, sum(S1) / 4),
+    # numpy's linear interpolation: position 0.1 * (4 - 1) = 0.3 between the two smallest
+    "p10": (S0[3] + 0.3 * (S0[2] - S0[3]), S1[3] + 0.3 * (S1[2] - S1[3])),
+    "power": (0.8 * 5 ** -0.5, 0.9 / 5),  # the exact power laws at rank k' + 1 = 5
+}
+
+
+@pytest.mark.parametrize("imputation", sorted(ESTIMATES))
+def test_xtr_imputed_scores_by_hand(imputation):
+    scores, ids = np.array([S0, S1]), np.array([[0, 4, 2, 5], [5, 1, 4, 0]])
+    token_doc = np.array([0, 0, 1, 1, 2, 3, 3])
+    m0, m1 = ESTIMATES[imputation]
+    np.testing.assert_allclose(impute(scores, imputation), [m0, m1], rtol=1e-6, atol=1e-12)
+    # "retrieved": the best retrieved as is; m_i only where nothing of the document was retrieved (B, token 1).
+    retrieved = [S0[0] + S1[1], S0[2] + m1, S0[1] + S1[2], S0[3] + S1[0]]
+    # "max" (XTR's equation): max(best retrieved, m_i) wherever the document has an unretrieved token (A, B, D
+    # for token 0; D for token 1); C for both tokens and A for token 1 were retrieved whole and keep their scores.
+    equation = [max(S0[0], m0) + S1[1], max(S0[2], m0) + m1, S0[1] + S1[2], max(S0[3], m0) + max(S1[0], m1)]
+    for combine, expected in (("retrieved", retrieved), ("max", equation)):
+        docs, total = xtr_imputed_scores(scores, ids, token_doc, imputation, combine=combine)
+        assert list(docs) == [0, 1, 2, 3]
+        np.testing.assert_allclose(total, expected, rtol=1e-6)
+    # The two differ exactly where m_i exceeds a best retrieved score of a partly retrieved document:
+    # mean (B and D for token 0, both .557 > .462 and .4) and p10 (D: .419 > .4); never for min and power.
+    assert (retrieved != equation) == (imputation in ("mean", "p10"))
+
+
+def test_zero_imputation_floors_a_negative_retrieved_score():
+    """zero: the equation's max(best retrieved, 0), the search-time analogue of the training score's floor."""
+    scores, ids, token_doc = np.array([[0.5, -0.1]]), np.array([[0, 2]]), np.array([0, 0, 1, 1])
+    _, total = xtr_imputed_scores(scores, ids, token_doc, "zero", combine="max")
+    np.testing.assert_allclose(total, [0.5, 0.0])
+    _, total = xtr_imputed_scores(scores, ids, token_doc, "zero", combine="retrieved")
+    np.testing.assert_allclose(total, [0.5, -0.1])
+
+
 def test_batch_search_equals_one_query_at_a_time(encoders, sample, store, tmp_path):
     flat = read_token_index(build_token_index(store, tmp_path / "flat.faiss", "flat"))
     queries = encoders[0].encode_batch(sample[1])

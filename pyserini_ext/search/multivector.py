@@ -8,11 +8,13 @@ All three take a query's token vectors ``Q`` (``m x dim``) and return Pyserini
   tokens from a token index (flat, or IVF with ``nprobe``); the documents owning them are
   the candidates, scored exactly by MaxSim ``sum_i max_j Q_i . D_j`` from the token store.
 * :class:`XtrSearcher`: scores come only from the retrieved tokens, never from the store.
-  For query token i and candidate d, ``s_i(d)`` is the best retrieved score among d's
-  tokens; when none of d's tokens was retrieved for i, ``s_i(d)`` is imputed as ``m_i``;
-  the score is ``sum_i s_i(d)``. ``m_i`` from token i's retrieved scores: ``min`` (the
-  k'-th score, XTR's choice), ``zero``, ``mean``, ``p10`` (10th percentile) or ``power``
-  (a power law ``s(r) = a r^b`` fitted to the scores by rank, evaluated at rank k'+1).
+  For query token i and candidate d, ``s_i(d)`` is XTR's ``max(best retrieved score among
+  d's tokens, m_i)`` (``combine="max"``, the equation; ``m_i`` alone when none of d's tokens
+  was retrieved for i, the best retrieved alone when all were), or the best retrieved score
+  as it is (``combine="retrieved"``, how the reference code is written); the score is
+  ``sum_i s_i(d)``. ``m_i`` from token i's retrieved scores: ``min`` (the k'-th score,
+  XTR's choice), ``zero``, ``mean``, ``p10`` (10th percentile) or ``power`` (a power law
+  ``s(r) = a r^b`` fitted to the scores by rank, evaluated at rank k'+1).
 * :class:`IvfSearcher` (PLAID-style): each query token's ``nprobe`` nearest k-means
   centroids select the documents with a token in those clusters; those documents are
   ranked by centroid interaction (the MaxSim of the query against the centroids standing in
