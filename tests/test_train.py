@@ -206,3 +206,23 @@ def test_teacher_scores_are_the_teacher_familys_own_scores(teacher, tmp_path):
         expected = [[float(query @ docs[d]) for d in e.docids] for query, e in zip(queries, examples)]
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     assert got[0].argmax() == 0 and got[1].argmax() == 0  # the relevant document wins either way
+
+
+def test_cached_teacher_scores_are_recomputed_when_the_teacher_card_changes(tmp_path, minilm_path):
+    """The cache is keyed by what the teacher outputs (its card's identity), not its name: a card
+    edited in place (here: documents cut at 2 word pieces) must not be served its old scores."""
+    from pyserini_ext.train.data import Example, teacher_scores
+
+    texts = {"a": "Vitamin C deficiency causes scurvy.", "b": "Bone density in mice fed a high-fat diet."}
+    examples = [Example("q1", "what causes scurvy", ("a", "b"))]
+    card = tmp_path / "teacher.yaml"
+
+    def scores_with(max_doc_length):
+        card.write_text(f"family: dense\nmodel: {{path: {minilm_path}}}\npooling: mean\nnormalize: true\n"
+                        f"max_doc_length: {max_doc_length}\n")
+        return teacher_scores(str(card), examples, texts, tmp_path / "work")
+
+    full = scores_with(256)
+    cut = scores_with(2)  # [CLS] and one word piece
+    assert not np.allclose(full, cut)
+    np.testing.assert_array_equal(scores_with(256), full)  # the first card's scores, from its own cache entry

@@ -105,12 +105,15 @@ def teacher_scores(card_name: str, examples: list[Example], texts: dict[str, str
     (for MRL, -2 KL + const), the sparse dot product of impacts for ``splade``.
     """
     from pyserini_ext.encode.base import load_card
+    from pyserini_ext.recipes import card_identity
 
-    key = json.dumps([card_name, [asdict(e) for e in examples]], sort_keys=True)
-    path = workdir / "train" / f"teacher-{card_name}-{_digest(key)}.npy"
+    card = load_card(card_name)
+    # Keyed by what the card outputs (family, options, weights), not its name: a card edited in
+    # place, or a teacher retrained, must not be served the scores of what it was before.
+    key = json.dumps([card_identity(card), [asdict(e) for e in examples]], sort_keys=True)
+    path = workdir / "train" / f"teacher-{card.name}-{_digest(key)}.npy"
     if path.exists():
         return np.load(path)
-    card = load_card(card_name)
     docids = sorted({d for e in examples for d in e.docids})
     row = {d: i for i, d in enumerate(docids)}
     qids = list(dict.fromkeys(e.qid for e in examples))
