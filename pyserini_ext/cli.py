@@ -322,6 +322,19 @@ def cmd_typo(args) -> int:
     return 0
 
 
+def cmd_distributions(args) -> int:
+    from pyserini_ext.eval.distributions import format_value, distribution_study
+
+    summaries, figure, table, summary = distribution_study(args.teacher, args.student, args.dataset, args.split,
+                                                           args.output, args.work, args.quiet)
+    keys = list(list(summaries.values())[-1])  # a student's: the teacher's plus its agreement with the teacher
+    print("\t".join(["card", *keys]))
+    for card, values in summaries.items():
+        print("\t".join([card, *(format_value(values.get(k, "-")) for k in keys)]))
+    print(f"wrote {figure}, {table} and {summary}")
+    return 0
+
+
 def cmd_train(args) -> int:
     from pyserini_ext.resources import find_resource, resource_names
     from pyserini_ext.train.trainer import ensure_trained, load_config
@@ -453,6 +466,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", required=True, help="an MRL encoder card")
     p.add_argument("--output", type=Path, required=True, help="PNG histogram; the per-query norms go beside it as .tsv")
     p.set_defaults(func=cmd_typo)
+
+    p = sub.add_parser("distributions", help="a teacher's and its students' scores of the same held-out lists: "
+                                             "histograms, margins, margin agreement (PNG + TSV)")
+    p.add_argument("--teacher", required=True, help="the teacher's encoder card")
+    p.add_argument("--student", action="append", required=True, help="a student's encoder card (repeat)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--split", required=True)
+    p.add_argument("--output", type=Path, required=True, help="PNG figure; the scores and the summary go beside it as .tsv")
+    common(p)
+    p.set_defaults(func=cmd_distributions)
 
     p = sub.add_parser("train", help="train models from training configs (training/NAME.yaml); resumes from checkpoints")
     p.add_argument("names", nargs="*", help="training config names or paths")
