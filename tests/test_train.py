@@ -226,3 +226,24 @@ def test_cached_teacher_scores_are_recomputed_when_the_teacher_card_changes(tmp_
     cut = scores_with(2)  # [CLS] and one word piece
     assert not np.allclose(full, cut)
     np.testing.assert_array_equal(scores_with(256), full)  # the first card's scores, from its own cache entry
+
+
+@pytest.mark.e2e
+def test_a_model_trained_by_another_config_of_the_same_name_is_retrained(workdir, monkeypatch, caplog):
+    """A trained model is reused only for the inputs it was trained from: the same config (and
+    the same student, teacher and initialisation cards); an edited config retrains it, warning."""
+    import json
+    import logging
+
+    monkeypatch.setenv("PYSERINI_EXT_WORK", str(workdir))
+    first = Trainer(smoke("smoke-edited", epochs=1), workdir, quiet=True)
+    _clean(first)
+    output = first.run()
+    assert Trainer(smoke("smoke-edited", epochs=1), workdir, quiet=True).run() == output  # unchanged: reused
+    assert json.loads((output / "training.json").read_text())["config"]["learning_rate"] == 1e-4
+    edited = Trainer(smoke("smoke-edited", epochs=1, learning_rate=3e-5), workdir, quiet=True)
+    with caplog.at_level(logging.WARNING, logger="pyserini_ext.train.trainer"):
+        assert edited.run() == output
+    assert json.loads((output / "training.json").read_text())["config"]["learning_rate"] == 3e-5
+    assert "smoke-edited" in caplog.text and "learning_rate" in caplog.text
+    _clean(edited)

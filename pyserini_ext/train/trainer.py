@@ -352,9 +352,16 @@ class Trainer:
         Returns the trained model's folder, or None when stopped early."""
         from tqdm import tqdm
 
-        if (self.output / "training.json").exists():
-            log.info("%s: already trained (%s)", self.config.name, self.output)
-            return self.output
+        inputs = self.inputs()
+        summary = self.output / "training.json"
+        if summary.exists():
+            changed = changed_inputs(json.loads(summary.read_text()), inputs)
+            if not changed:
+                log.info("%s: already trained (%s)", self.config.name, self.output)
+                return self.output
+            log.warning("%s: %s was trained from other inputs (%s changed); training it again (the old model "
+                        "stays until the new one is complete)", self.config.name, self.output, ", ".join(changed))
+            self.checkpoint_path.unlink(missing_ok=True)  # the finished old run's: it cannot resume the new one
         self.prepare()
         # Wall time is inflated by whatever else shares the cores; the process's CPU time (all
         # its threads) is the cost a row of a study can be compared by on a shared machine.
@@ -380,9 +387,20 @@ class Trainer:
         self.finish(time.perf_counter() - started, time.process_time() - cpu_started)
         return self.output
 
+    def inputs(self) -> dict:
+        """What the trained model is made from: the config, and the identity of every card it
+        names (a student card edited, a teacher retrained: another model)."""
+        from pyserini_ext.encode.base import load_card
+        from pyserini_ext.recipes import card_identity
+
+        c = self.config
+        cards = {role: card_identity(load_card(name)) for role, name in
+                 (("student", c.student), ("teacher", c.teacher), ("init", c.init)) if name}
+        return {"config": dataclasses.asdict(c), "cards": cards}
+
     def finish(self, seconds: float, cpu_seconds: float) -> None:
         """Write the model atomically (a partial folder renamed into place)."""
-        summary = {"config": dataclasses.asdict(self.config), "steps": self.steps, "lists": len(self.examples),
+        summary = {**self.inputs(), "steps": self.steps, "lists": len(self.examples),
                    "losses": self.history, "seconds_this_session": round(seconds, 1),
                    "cpu_seconds_this_session": round(cpu_seconds, 1), "torch": torch.__version__}
         with building(self.output) as partial:
@@ -391,8 +409,19 @@ class Trainer:
         log.info("%s: trained in %d steps -> %s", self.config.name, self.steps, self.output)
 
 
+def changed_inputs(recorded: dict, inputs: dict) -> list[str]:
+    """What differs between a trained model's recorded inputs and ``inputs``: config keys by
+    name, cards by role. A model recorded before cards were (no ``cards``) is judged by its config."""
+    old, new = recorded.get("config", {}), inputs["config"]
+    changed = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    if "cards" in recorded:
+        changed += [f"{role} card" for role in sorted(set(recorded["cards"]) | set(inputs["cards"]))
+                    if recorded["cards"].get(role) != inputs["cards"].get(role)]
+    return changed
+
+
 def ensure_trained(name: str, workdir: Path | None = None, quiet: bool = False) -> Path:
-    """Train ``training/NAME.yaml`` unless its model exists, training first any trained
+    """Train ``training/NAME.yaml`` unless its model exists from the same inputs, training first any trained
     model its cards depend on (a student's teacher, an initialisation)."""
     from pyserini_ext.encode.base import load_card
 
