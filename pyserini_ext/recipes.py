@@ -340,8 +340,8 @@ def rerank_stage(card, dataset, *, work: Path | str | None = None, ties: TieOrde
 
 
 def _rerank_stage(card, ws: Workspace):
-    from pyserini_ext.search.rerank import DenseRerank, ImpactRerank
-    from pyserini_ext.store import ImpactStore, VectorStore
+    from pyserini_ext.search.rerank import DenseRerank, ImpactRerank, TokenRerank
+    from pyserini_ext.store import ImpactStore, TokenStore, VectorStore
 
     root = encoded_store(ws, card)
     if card.family.store == "impacts":
@@ -349,8 +349,9 @@ def _rerank_stage(card, ws: Workspace):
         return ImpactRerank(ImpactStore(root, quantization), card.query_encoder(), quantization, ties=ws.ties)
     if card.family.store == "vectors":
         return DenseRerank(VectorStore(root), card.query_encoder(), ties=ws.ties)
-    raise ValueError(f"re-ranking from stored {card.family.store} is not implemented (card {card.name!r}); "
-                     f"use the multivector searcher")
+    if card.family.store == "tokens":
+        return TokenRerank(TokenStore(root), card.query_encoder(), ties=ws.ties)
+    raise ValueError(f"re-ranking from stored {card.family.store} is not implemented (card {card.name!r})")
 
 
 def build_rerank(params: RerankParams, ws: Workspace):

@@ -343,3 +343,22 @@ def test_ivf_keeps_the_best_ndocs_by_centroid_interaction(encoders, sample, stor
     docs, scores = searcher.score(query)
     assert list(docs) == top5
     np.testing.assert_allclose(searcher.centroid_scores(query)[top5], [approx[d] for d in top5], rtol=1e-5)
+
+
+def test_token_rerank_scores_candidates_by_exact_maxsim_in_the_total_order(encoders, sample, store):
+    """A ColBERT model as a re-ranker: each candidate (in any order, one the store lacks
+    dropped) scored by the loop MaxSim against its stored tokens, ranked by score then docid."""
+    from pyserini_ext.search.rerank import TokenRerank
+    from pyserini_ext.search.run import Hit
+
+    texts = sample[1][:2]
+    topics = {"q1": texts[0], "q2": texts[1]}
+    candidates = [store.docids[i] for i in (7, 2, 11, 0, 5)]
+    run = {q: [Hit(d, 0.0) for d in candidates + ["not-in-the-store"]] for q in topics}
+    reranked = TokenRerank(store, encoders[0]).transform(topics, run)
+    for qid, query in zip(topics, encoders[0].encode_batch(texts)):
+        expected = {d: loop_maxsim(query, store.doc_tokens(store.docids.index(d)).astype(np.float32))
+                    for d in candidates}
+        order = sorted(candidates, key=lambda d: (-expected[d], d))
+        assert [h.docid for h in reranked[qid]] == order
+        np.testing.assert_allclose([h.score for h in reranked[qid]], [expected[d] for d in order], rtol=1e-5)

@@ -3,7 +3,9 @@
 A *stage* maps ``(topics, run)`` to a new run. :class:`Retrieve` wraps any searcher
 with Pyserini's ``batch_search`` as a first stage; :class:`DenseRerank` re-scores a
 candidate list with a query vector against document vectors already on disk (looked
-up by docid, memory-mapped, no ANN search: :class:`pyserini_ext.store.VectorStore`).
+up by docid, memory-mapped, no ANN search: :class:`pyserini_ext.store.VectorStore`);
+:class:`ImpactRerank` and :class:`TokenRerank` do the same from stored impacts and stored
+token vectors (exact MaxSim: a ColBERT model as a re-ranker).
 Stages compose with ``>>``, and the composition is itself a searcher (``batch_search``),
 so it runs wherever a searcher does: in Python, in Pyserini's ``HybridSearcher``, or in a regression spec.
 
@@ -17,9 +19,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from pyserini_ext.scores import maxsim
 from pyserini_ext.search.run import Hit, hit_fields, order_arrays, search_complete
 from pyserini_ext.search.ties import TieOrder
-from pyserini_ext.store.readers import ImpactStore, VectorStore
+from pyserini_ext.store.readers import ImpactStore, TokenStore, VectorStore
 
 Run = dict[str, list[Hit]]
 
@@ -112,3 +115,27 @@ def ImpactRerank(impacts: ImpactStore, query_encoder, quantization: float, **ord
 
     return Rerank(impacts, lambda texts: quantize(query_encoder.weights(texts), quantization),
                   f"ImpactRerank({type(query_encoder).__name__})", **order)
+
+
+class StoredTokens:
+    """A token store as :class:`Rerank` scores from it: each candidate by exact MaxSim of the
+    query's token matrix against the candidate's stored tokens (candidates it lacks dropped)."""
+
+    def __init__(self, store: TokenStore):
+        self.store = store
+        self.row = {docid: i for i, docid in enumerate(store.docids)}
+
+    def score_many(self, queries, candidates: Sequence[Sequence[str]]) -> list[tuple[np.ndarray, list[str]]]:
+        out = []
+        for query, docids in zip(queries, candidates):
+            kept = [d for d in docids if d in self.row]
+            out.append((maxsim(np.asarray(query), [self.store.doc_tokens(self.row[d]) for d in kept]), kept))
+        return out
+
+
+def TokenRerank(tokens: TokenStore, query_encoder, **order) -> Rerank:
+    """Exact MaxSim of the query's token vectors against each candidate's stored token vectors:
+    a late-interaction model re-ranking another searcher's candidates (what the exact
+    ColBERT searcher computes, restricted to the candidates)."""
+    return Rerank(StoredTokens(tokens), query_encoder.encode_batch, f"TokenRerank({type(query_encoder).__name__})",
+                  **order)
