@@ -7,6 +7,11 @@ positive first, then ``count`` negatives drawn (seeded, per query) from the top
 positives gives one example per positive, sharing its negatives. Lists and teacher
 scores are cached under ``<work>/train/`` as JSON lines and NumPy arrays named by
 everything that determines them.
+
+Without labels (ColBERT-Zero's stage 1, :class:`Unsupervised`), an example is one pair
+mined from raw documents: a title and its text, or two disjoint random spans of one text;
+its "document" is the pair's own text (``texts[pair id]``), and the other pairs of the batch
+are its negatives.
 """
 
 from __future__ import annotations
@@ -43,6 +48,74 @@ class Negatives:
     depth: int = checked(30, ge=1)  # hits searched per query
     count: int = checked(3, ge=1)  # negatives per list
     seed: int = checked(0, ge=0)
+
+
+@dataclass(frozen=True)
+class Unsupervised:
+    """Pairs mined from raw corpora with no topic or judgement read (ColBERT-Zero's stage 1,
+    after Contriever's and the E5/Nomic pre-training pairs). Each document gives a title ->
+    text pair when both are non-empty, and ``spans`` pairs of two disjoint random word spans
+    of its text (a ``query_words`` span as the query, a ``doc_words`` span as the document)
+    when the text has at least ``query_words + doc_words`` words."""
+    corpora: tuple[str, ...] = ()  # datasets whose documents are paired; empty: the judged lists
+    titles: bool = True
+    spans: int = checked(1, ge=0)  # random-span pairs per document long enough
+    query_words: int = checked(16, ge=1)
+    doc_words: int = checked(64, ge=1)
+    seed: int = checked(0, ge=0)
+
+    def __post_init__(self):
+        if self.corpora and not self.titles and self.spans == 0:
+            raise ValueError("'titles' is false and 'spans' is 0: no pair would be mined")
+
+
+def document_pairs(corpus: str, doc, unsupervised: Unsupervised) -> list[tuple[str, str, str]]:
+    """``(pair id, query, text)`` for each pair ``doc`` gives (see :class:`Unsupervised`)."""
+    u, pairs = unsupervised, []
+    title, text = doc.title.strip(), doc.text.strip()
+    if u.titles and title and text:
+        pairs.append((f"{corpus}/{doc.docid}/title", title, text))
+    words = text.split()
+    free = len(words) - u.query_words - u.doc_words  # words outside both spans
+    if free < 0:
+        return pairs
+    # Seeded per document, so a document's spans do not depend on which other documents exist.
+    rng = random.Random(f"{u.seed}:{corpus}:{doc.docid}")
+    for k in range(u.spans):
+        query_first = rng.random() < 0.5
+        first, second = (u.query_words, u.doc_words) if query_first else (u.doc_words, u.query_words)
+        start = rng.randint(0, free)  # the first span's start, then the gap before the second
+        after = start + first + rng.randint(0, free - start)
+        a, b = " ".join(words[start:start + first]), " ".join(words[after:after + second])
+        query, passage = (a, b) if query_first else (b, a)
+        pairs.append((f"{corpus}/{doc.docid}/span{k}", query, passage))
+    return pairs
+
+
+def unsupervised_pairs(unsupervised: Unsupervised, workdir: Path) -> tuple[list[Example], dict[str, str]]:
+    """Every corpus's pairs (cached), as one-candidate examples and their texts. Reads
+    documents only: no topics, no qrels."""
+    from pyserini_ext.data.datasets import get_dataset
+
+    datasets = [get_dataset(name) for name in unsupervised.corpora]
+    key = json.dumps([[[d.name, d.fingerprint()] for d in datasets], asdict(unsupervised)], sort_keys=True)
+    path = workdir / "train" / f"pairs-{_digest(key)}.jsonl"
+    if not path.exists():
+        lines = [json.dumps({"id": i, "query": q, "text": t})
+                 for d in datasets for doc in d.docs() for i, q, t in document_pairs(d.name, doc, unsupervised)]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, "".join(line + "\n" for line in lines).encode("utf-8"))
+        log.info("%d unsupervised pairs from %s -> %s", len(lines), ", ".join(unsupervised.corpora), path)
+    examples, texts = [], {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                raw = json.loads(line)
+                examples.append(Example(raw["id"], raw["query"], (raw["id"],)))
+                texts[raw["id"]] = raw["text"]
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError(f"{path}:{number}: not a training pair ({err!r})") from None
+    return examples, texts
 
 
 def mine_examples(dataset: Dataset, split: str, negatives: Negatives, workdir: Path, quiet: bool = True) -> list[Example]:

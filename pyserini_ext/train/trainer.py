@@ -10,6 +10,8 @@ optional gradient caching, driven by a YAML config (``training/NAME.yaml``)::
       dataset: beir/scifact
       split: train
       negatives: {searcher: bm25, depth: 30, count: 3, seed: 0}
+      unsupervised: {corpora: [beir/scifact, cacm], titles: true, spans: 1,
+                     query_words: 16, doc_words: 64, seed: 0}   # instead: pairs from raw text
     teacher: colbert-minilm-scifact  # card scoring the lists (cached), or the batch for tct_inbatch_kl
     loss: {name: margin_mse}         # a function of pyserini_ext.train.losses and its keyword arguments
     scorer: maxsim                   # colbert students: maxsim | xtr (with k_train)
@@ -51,7 +53,7 @@ from pyserini_ext.resources import find_resource, resource_names
 from pyserini_ext.schema import InputError, checked, from_mapping
 from pyserini_ext.store.atomic import building, open_atomic
 from pyserini_ext.train import losses
-from pyserini_ext.train.data import Negatives
+from pyserini_ext.train.data import Negatives, Unsupervised
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,9 @@ class DataConfig:
     dataset: str = "beir/scifact"
     split: str = "train"
     negatives: Negatives = Negatives()
+    # Corpora named here: train on pairs mined from their raw documents (no labels) instead of
+    # the split's judged lists; dataset, split and negatives are then unused.
+    unsupervised: Unsupervised = Unsupervised()
     max_lists: int = checked(0, ge=0)  # >0: train on the first this many lists only (smoke tests)
 
 
@@ -130,6 +135,18 @@ def parse_config(raw: dict, name: str, where: str = "<config>") -> TrainConfig:
                           f"got {loss.get('name')!r}")
     if loss["name"] in TEACHER_LOSSES and not config.teacher:
         raise ConfigError(f"{where}: key 'teacher': loss {loss['name']!r} distils from a teacher; name its card")
+    if config.data.unsupervised.corpora:
+        from pyserini_ext.data.datasets import get_dataset
+
+        if loss["name"] in LIST_LOSSES:
+            raise ConfigError(f"{where}: key 'loss.name': {loss['name']!r} scores candidate lists; unsupervised "
+                              f"pairs have one document each, whose negatives are the batch's: use a matrix loss "
+                              f"({', '.join(sorted(MATRIX_LOSSES))})")
+        for i, corpus in enumerate(config.data.unsupervised.corpora):
+            try:
+                get_dataset(corpus)
+            except (KeyError, ValueError) as err:
+                raise ConfigError(f"{where}: key 'data.unsupervised.corpora[{i}]': {err}") from None
     for key in ("student", "output_card", "init", "teacher"):
         value = getattr(config, key)
         if value:
@@ -247,15 +264,20 @@ class Trainer:
 
         from pyserini_ext.data.datasets import get_dataset
         from pyserini_ext.encode.base import load_card
-        from pyserini_ext.train.data import doc_texts, mine_examples, teacher_scores
+        from pyserini_ext.train.data import doc_texts, mine_examples, teacher_scores, unsupervised_pairs
         from pyserini_ext.train.models import trainable
 
         c = self.config
-        dataset = get_dataset(c.data.dataset)
-        self.examples = mine_examples(dataset, c.data.split, c.data.negatives, self.workdir, self.quiet)
-        if c.data.max_lists > 0:
-            self.examples = self.examples[:c.data.max_lists]
-        self.texts = doc_texts(dataset, (d for e in self.examples for d in e.docids))
+        if c.data.unsupervised.corpora:
+            self.examples, self.texts = unsupervised_pairs(c.data.unsupervised, self.workdir)
+            if c.data.max_lists > 0:
+                self.examples = self.examples[:c.data.max_lists]
+        else:
+            dataset = get_dataset(c.data.dataset)
+            self.examples = mine_examples(dataset, c.data.split, c.data.negatives, self.workdir, self.quiet)
+            if c.data.max_lists > 0:
+                self.examples = self.examples[:c.data.max_lists]
+            self.texts = doc_texts(dataset, (d for e in self.examples for d in e.docids))
         self.teacher_list = None
         if c.loss_name in LIST_LOSSES:
             self.teacher_list = torch.from_numpy(teacher_scores(c.teacher, self.examples, self.texts, self.workdir))
