@@ -57,7 +57,9 @@ class Unsupervised:
     text pair when both are non-empty, and ``spans`` pairs of two disjoint random word spans
     of its text (a ``query_words`` span as the query, a ``doc_words`` span as the document)
     when the text has at least ``query_words + doc_words`` words."""
-    corpora: tuple[str, ...] = ()  # datasets whose documents are paired; empty: the judged lists
+    # Datasets whose documents are paired; empty: the judged lists. A list, not a tuple: the
+    # config is recorded in training.json and compared after a JSON round trip.
+    corpora: list[str] = field(default_factory=list)
     titles: bool = True
     spans: int = checked(1, ge=0)  # random-span pairs per document long enough
     query_words: int = checked(16, ge=1)

@@ -434,12 +434,25 @@ class Trainer:
 def changed_inputs(recorded: dict, inputs: dict) -> list[str]:
     """What differs between a trained model's recorded inputs and ``inputs``: config keys by
     name, cards by role. A model recorded before cards were (no ``cards``) is judged by its config."""
-    old, new = recorded.get("config", {}), inputs["config"]
+    # A key the record lacks takes its default: a field added to the schema later, left at its
+    # default, does not make every model trained before it stale (as card_identity's revision).
+    old = _with_defaults(recorded.get("config", {}), dataclasses.asdict(TrainConfig(name="", student="")))
+    new = inputs["config"]
     changed = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
     if "cards" in recorded:
         changed += [f"{role} card" for role in sorted(set(recorded["cards"]) | set(inputs["cards"]))
                     if recorded["cards"].get(role) != inputs["cards"].get(role)]
     return changed
+
+
+def _with_defaults(recorded: dict, defaults: dict) -> dict:
+    out = dict(recorded)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = _with_defaults(out[key], value)
+    return out
 
 
 def ensure_trained(name: str, workdir: Path | None = None, quiet: bool = False) -> Path:
