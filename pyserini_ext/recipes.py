@@ -104,7 +104,10 @@ def card_identity(card) -> str:
     model = dataclasses.asdict(card.model)
     if model.get("revision") is None:  # fields added later enter only when set: old folders stay current
         model.pop("revision", None)
-    record = {"family": card.family.name, "options": dataclasses.asdict(card.options), "model": model}
+    options = dataclasses.asdict(card.options)
+    if options.get("calibration", False) is None:  # likewise the static INT8 calibration (int8-static cards only)
+        options.pop("calibration")
+    record = {"family": card.family.name, "options": options, "model": model}
     if card.model.trained:
         folder = trained_model_dir(card.model.trained)
         record["trained"] = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)

@@ -64,7 +64,9 @@ class DenseModel:
         self.dim = transformer.config.hidden_size
         name = f"dense-{options.pooling}{'-l2' if options.normalize else ''}"
         self.graph = build_graph(PooledEncoder(transformer, options.pooling, options.normalize), name,
-                                 example_inputs(self.tokenizer), options)
+                                 example_inputs(self.tokenizer), options,
+                                 documents=lambda texts, titles: self.tokenize(self.doc_texts(texts, titles),
+                                                                               options.max_doc_length))
 
     def query_texts(self, queries: list[str]) -> list[str]:
         return [self.options.query_prefix + q for q in queries]

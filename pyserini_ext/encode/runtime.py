@@ -12,7 +12,10 @@ variance). The graph runs under the card's ``backend``:
   ``onnxruntime-gpu`` and a GPU are present (inputs and outputs bound to the device with
   IO binding) and the CPU provider otherwise, the fallback logged. ``precision: fp16``
   converts the export to half precision for CUDA (on CPU it falls back to FP32, logged);
-  ``int8`` quantises the weights dynamically for the CPU.
+  ``int8`` quantises the weights dynamically for the CPU (activation ranges measured per
+  batch, so a text's vector depends on the batch it is in); ``int8-static`` quantises the
+  linear layers with activation ranges calibrated once on the card's ``calibration`` (a
+  seeded sample of corpus documents), cached as ``model.int8-static-<identity>.onnx``.
 
 Texts are encoded longest first in batches (:func:`run_batches`), each padded only to
 its own longest text, with the tokeniser running one batch ahead in a thread.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import logging
 import os
 import queue
@@ -40,7 +44,7 @@ from pyserini_ext.schema import checked
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int8-static")
 DEVICES = ("auto", "cpu", "cuda")
 CACHE_ENV = "PYSERINI_EXT_CACHE"
 INPUTS = ("input_ids", "attention_mask")
@@ -55,14 +59,28 @@ Graph = Callable[[Inputs], np.ndarray]
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """Where static INT8 learns its activation ranges: ``size`` documents of ``dataset``'s
+    corpus drawn with ``seed``, each run alone through the FP32 export (so no padding token
+    widens a range), the ranges then fixed in the model. Corpus text only: never queries,
+    so a spec's test queries cannot tune it."""
+
+    dataset: str  # a name or anything resolve_dataset takes
+    size: int = checked(256, ge=1)
+    seed: int = checked(0, ge=0)
+
+
+@dataclass(frozen=True)
 class RuntimeOptions:
     """Options every family's card accepts, next to its own."""
 
     backend: str = "torch"  # torch | onnx
-    precision: str = "fp32"  # fp32 | fp16 (ONNX on CUDA) | int8 (ONNX dynamic quantisation, CPU)
+    # fp32 | fp16 (ONNX on CUDA) | int8 (ONNX dynamic quantisation, CPU) | int8-static (ONNX, CPU, calibrated)
+    precision: str = "fp32"
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     threads: int = checked(0, ge=0)  # CPU threads of an ONNX session; 0: every core this process may use (torch: set_cpu_threads)
     batch_size: int = checked(0, ge=0)  # 0: CPU_BATCH on a CPU, GPU_BATCH on a GPU
+    calibration: Calibration | None = None  # int8-static only (and then required)
 
     def __post_init__(self):
         for name, allowed in (("backend", BACKENDS), ("precision", PRECISIONS), ("device", DEVICES)):
@@ -70,6 +88,9 @@ class RuntimeOptions:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.precision != "fp32" and self.backend != "onnx":
             raise ValueError(f"precision {self.precision!r} needs backend 'onnx'")
+        if (self.precision == "int8-static") != (self.calibration is not None):
+            raise ValueError("precision 'int8-static' needs a calibration (dataset, size, seed), "
+                             "and only it takes one")
 
 
 def cpu_threads(options: RuntimeOptions) -> int:
@@ -89,11 +110,14 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pyserini_ext").expanduser()
 
 
-def build_graph(module: torch.nn.Module, name: str, example: Inputs, options: RuntimeOptions) -> Graph:
+def build_graph(module: torch.nn.Module, name: str, example: Inputs, options: RuntimeOptions,
+                documents: Callable[[list[str], list[str]], Inputs] | None = None) -> Graph:
     """``module`` (in eval mode) as a callable under ``options.backend``.
 
     ``name`` names the graph in the export cache (e.g. ``dense-mean-l2``); ``example``
-    is a tokenised batch of two texts of different lengths, used to trace the export.
+    is a tokenised batch of two texts of different lengths, used to trace the export;
+    ``documents`` turns ``(texts, titles)`` into the inputs the document side feeds the
+    graph (its prefix, title joining and length), what static INT8 calibrates on.
     """
     module.eval()
     if options.backend == "torch":
@@ -103,6 +127,11 @@ def build_graph(module: torch.nn.Module, name: str, example: Inputs, options: Ru
         # Decided before exporting, so a CPU-only machine never converts (or caches) an FP16 model.
         log.warning("FP16 ONNX needs the CUDA provider; running the FP32 export on CPU instead")
         precision = "fp32"
+    if precision == "int8-static":
+        if documents is None:
+            raise ValueError(f"graph {name!r}: its family gives no document inputs to calibrate static INT8 on")
+        fp32 = export_onnx(module, name, example)
+        return OnnxGraph(quantize_static_int8(fp32, calibration_inputs(options.calibration, documents)), options)
     return OnnxGraph(export_onnx(module, name, example, precision), options)
 
 
@@ -182,6 +211,109 @@ def _convert(fp32: Path, target: Path, precision: str) -> None:
 
         # keep_io_types: the graph still takes int64 ids and returns float32 to the caller.
         onnx.save(convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True), str(target))
+
+
+# --- static INT8 ------------------------------------------------------------------------
+
+# What static INT8 quantises and how (benchmarks/int8_static_sweep.py measured the choices on
+# SciFact): only the inputs of the MatMuls with a constant weight (the six linear layers of each
+# transformer block; attention's two activation x activation products, LayerNorm, Softmax and GELU
+# stay FP32), weights signed and per output channel, activations unsigned per tensor (u8 x s8 is
+# the VNNI fast path) with ranges fixed by calibration. The MatMuls' outputs stay FP32: quantising
+# them (onnxruntime's QDQ default) puts the residual stream's outlier dimensions into one per-tensor
+# scale, which cost 0.05 in mean cosine to FP32 on SciFact; DQ -> MatMul with a float output runs as
+# one MatMulIntegerToFloat kernel anyway. Every entry enters the quantised model's file name.
+STATIC_INT8 = {
+    "op_types": ["MatMul"],
+    "per_channel": True,
+    "activation": "QUInt8",
+    "weight": "QInt8",
+    "extra_options": {"MatMulConstBOnly": True, "OpTypesToExcludeOutputQuantization": ["MatMul"]},
+    "exclude_linear": [],  # positions (0-based, graph order) of linear MatMuls kept in FP32
+}
+
+
+def sample_documents(dataset, size: int, seed: int) -> list:
+    """``size`` documents drawn uniformly without replacement from ``dataset``'s corpus stream
+    (reservoir sampling, one pass), in corpus order: the same ``seed`` draws the same ones."""
+    rng = np.random.default_rng(seed)
+    reservoir: list = []
+    for i, doc in enumerate(dataset.docs()):
+        if i < size:
+            reservoir.append((i, doc))
+        else:
+            j = int(rng.integers(0, i + 1))
+            if j < size:
+                reservoir[j] = (i, doc)
+    return [doc for _, doc in sorted(reservoir, key=lambda pair: pair[0])]
+
+
+def calibration_inputs(calibration: Calibration, documents: Callable[[list[str], list[str]], Inputs]) -> list[Inputs]:
+    """One input batch per sampled document, tokenised as the document side tokenises it."""
+    from pyserini_ext.data import resolve_dataset
+
+    docs = sample_documents(resolve_dataset(calibration.dataset), calibration.size, calibration.seed)
+    return [documents([d.text], [d.title]) for d in docs]
+
+
+def static_identity(batches: list[Inputs], recipe: dict) -> str:
+    """SHA-256 over what determines a static INT8 model besides its FP32 export: the recipe,
+    onnxruntime's version and the calibration inputs themselves (token ids, so the dataset, the
+    sample, the tokenizer and its settings are all in it)."""
+    import onnxruntime
+
+    digest = hashlib.sha256(json.dumps({"recipe": recipe, "onnxruntime": onnxruntime.__version__},
+                                       sort_keys=True).encode())
+    for inputs in batches:
+        for key in INPUTS:
+            digest.update(f"{key}:{inputs[key].shape}".encode())
+            digest.update(np.ascontiguousarray(inputs[key], dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over a list of input batches."""
+
+    def __init__(self, batches: list[Inputs]):
+        self.items = iter(batches)
+
+    def get_next(self):
+        return next(self.items, None)
+
+
+def linear_matmuls(model) -> list[str]:
+    """Names of the MatMul nodes whose second input is a constant (the linear layers), in graph order."""
+    constants = {init.name for init in model.graph.initializer}
+    constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in constants]
+
+
+def quantize_static_int8(fp32: Path, batches: list[Inputs], recipe: dict | None = None) -> Path:
+    """``fp32`` quantised to INT8 with activation ranges calibrated on ``batches``, cached beside it
+    as ``model.int8-static-<identity>.onnx`` (written in a temporary folder, then moved into place).
+    The ranges are fixed, so a document's vector no longer depends on the batch it is encoded in."""
+    recipe = STATIC_INT8 if recipe is None else recipe
+    target = fp32.parent / f"model.int8-static-{static_identity(batches, recipe)[:16]}.onnx"
+    if target.exists():
+        return target
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    model = onnx.load(str(fp32))
+    linear = linear_matmuls(model)
+    keep = [name for i, name in enumerate(linear) if i not in set(recipe["exclude_linear"])]
+    with tempfile.TemporaryDirectory(dir=fp32.parent, prefix=".quantize-") as tmp:
+        converted = Path(tmp) / target.name
+        quantize_static(model, str(converted), _Reader(batches), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=recipe["op_types"], per_channel=recipe["per_channel"],
+                        activation_type=getattr(QuantType, recipe["activation"]),
+                        weight_type=getattr(QuantType, recipe["weight"]), nodes_to_quantize=keep,
+                        # MinMax: onnxruntime's histogram methods (percentile, entropy) stack the
+                        # calibration outputs and fail on documents of different lengths.
+                        calibrate_method=CalibrationMethod.MinMax, extra_options=dict(recipe["extra_options"]))
+        os.replace(converted, target)
+    log.info("quantised %s to %s (static INT8, %d calibration documents)", fp32, target, len(batches))
+    return target
 
 
 # --- onnxruntime ------------------------------------------------------------------------
