@@ -20,8 +20,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from pyserini_ext.scores import maxsim
-from pyserini_ext.search.run import Hit, hit_fields, order_arrays, search_complete
-from pyserini_ext.search.ties import TieOrder
+from pyserini_ext.search.run import Hit, hit_fields, make_hits, search_complete, take
+from pyserini_ext.search.ties import TieOrder, total_order
 from pyserini_ext.store.readers import ImpactStore, TokenStore, VectorStore
 
 Run = dict[str, list[Hit]]
@@ -90,9 +90,20 @@ class Rerank(Stage):
     def transform(self, topics, run):
         qids = [q for q in topics if q in run]
         queries = self.encode_queries([topics[q] for q in qids])
-        scored = self.store.score_many(queries, [hit_fields(run[q])[0] for q in qids])
-        return {qid: order_arrays(docids, np.asarray(scores, dtype=np.float64), self.ties.policy, self.ties.seed, qid)
-                for qid, (scores, docids) in zip(qids, scored)}
+        ranked = self.rerank_arrays(queries, [hit_fields(run[q])[0] for q in qids], qids)
+        return {qid: make_hits(docids, scores) for qid, (docids, scores) in zip(qids, ranked)}
+
+    def rerank_arrays(self, queries, candidates: Sequence[Sequence[str]], qids: Sequence[str]
+                      ) -> list[tuple[list[str], np.ndarray]]:
+        """Each query's stored candidates as (docids, float64 scores) in the total order: the
+        stage without its text encoding and result objects (what ``benchmarks/rerank_latency.py`` times)."""
+        scored = self.store.score_many(queries, candidates)
+        out = []
+        for qid, (scores, docids) in zip(qids, scored):
+            scores = np.asarray(scores, dtype=np.float64)
+            order = total_order(docids, scores, self.ties.policy, self.ties.seed, qid)
+            out.append((take(docids, order), scores[order]))
+        return out
 
     def __repr__(self) -> str:
         return self.name
