@@ -5,8 +5,10 @@ The lists are built as training builds them (:func:`pyserini_ext.train.data.mine
 each judged positive with BM25 negatives), here on a held-out split, so the figures show how
 a student reproduces its teacher on queries it never trained on. Every card scores each
 list with its family's own ``pair_scores`` (MaxSim for a ColBERT teacher, the inner product
-for dense students), times the ``score_scale`` its training config multiplied the scores by
-(1 for a card not trained here): the scores as the distillation loss compared them.
+for dense students); a student's scores are multiplied by the ``score_scale`` its training
+config multiplied them by (1 for a card not trained here), the teacher's are not (the
+distillation losses take the teacher's scores as its family computes them): the scores as
+the distillation loss compared them.
 
 Per card, :func:`summarize` reports the positives' and negatives' scores, the margins
 (positive minus each negative), how often the positive wins, and, for a student, how its
@@ -25,7 +27,7 @@ import numpy as np
 @dataclass(frozen=True)
 class ListScores:
     card: str
-    scale: float  # the training config's score_scale (1 when the card was not trained here)
+    scale: float  # a student's training score_scale (1 for the teacher, or a card not trained here)
     scores: np.ndarray  # lists x candidates, the positive first, already times ``scale``
 
     @property
@@ -84,7 +86,7 @@ def list_scores(teacher: str, students: list[str], dataset: str, split: str, wor
     out = []
     for name in [teacher, *students]:
         card = load_card(name)
-        scale = training_scale(card)
+        scale = training_scale(card) if name != teacher else 1.0  # a teacher's own training scale is not the student's
         out.append(ListScores(card.name, scale, scale * teacher_scores(name, examples, texts, ws.workdir)))
     return examples, out
 
