@@ -69,9 +69,10 @@ def test_static_int8_is_close_to_fp32_and_independent_of_the_batch(fp32, static)
     reference = encoder.encode(texts, titles=titles)
     got = static.encode(texts, titles=titles)
     cosine = (got * reference).sum(axis=1)
-    # Bound measured with this 8-document calibration (the card's 256 documents do better): every
-    # document vector within cosine 0.95 of FP32's, 0.98 on average; quantised, so never equal.
-    assert cosine.min() > 0.95 and cosine.mean() > 0.98 and cosine.max() < 1.0
+    # Bound: with this 8-document calibration the 12 documents measured cosine 0.9898 (min) and
+    # 0.9927 (mean) to FP32 on an AVX-512 VNNI CPU; 0.98 and 0.99 leave room for other INT8 kernels.
+    # Quantised, so never equal. (Before MatMul outputs were kept FP32 the mean was 0.94.)
+    assert cosine.min() > 0.98 and cosine.mean() > 0.99 and cosine.max() < 1.0
     # Fixed activation ranges: a text's vector is the same alone, in batches of 8 or of all 12
     # (integer matrix products are exact; only float summation order may differ).
     net, dim = static.net, static.net.dim
@@ -80,10 +81,14 @@ def test_static_int8_is_close_to_fp32_and_independent_of_the_batch(fp32, static)
     alone = run_batches(joined, inputs, net.graph, 1, dim)
     for size in (8, 12):
         np.testing.assert_allclose(run_batches(joined, inputs, net.graph, size, dim), alone, atol=1e-5)
+    # dynamic INT8 (ranges per batch, padding included) fails the same check: 0.017 measured at 8
+    dynamic = load_card("all-minilm-l6-v2-onnx").document_encoder(precision="int8").net.graph
+    spread = run_batches(joined, inputs, dynamic, 8, dim) - run_batches(joined, inputs, dynamic, 1, dim)
+    assert np.abs(spread).max() > 1e-3
     query = load_card("all-minilm-l6-v2-onnx").query_encoder(precision="int8-static", calibration=SMALL)
     assert query.net.graph.path == static.net.graph.path  # one model serves both sides
     q_cos = (query.encode_batch(queries) * load_card("all-minilm-l6-v2-onnx").query_encoder().encode_batch(queries))
-    assert q_cos.sum(axis=1).min() > 0.95
+    assert q_cos.sum(axis=1).min() > 0.98  # 0.9876 measured over the 8 queries
 
 
 def test_calibration_is_seeded_same_bytes_twice(fp32, static, tmp_path):
