@@ -1,5 +1,5 @@
 """Corpus encoding throughput: Pyserini's ``AutoDocumentEncoder`` versus ours (PyTorch, ONNX
-FP32, ONNX INT8), all-MiniLM-L6-v2 on the SciFact corpus, in one run.
+FP32, ONNX INT8 dynamic and static), all-MiniLM-L6-v2 on the SciFact corpus, in one run.
 
 Each condition runs in its own subprocess (so each peak memory is its own) and encodes the
 same documents at the same maximum length (256 word pieces):
@@ -8,17 +8,24 @@ same documents at the same maximum length (256 word pieces):
   ``python -m pyserini.encode`` runs it: batches of 64 (its default) in corpus order, autograd on;
 * ``pyserini-b8-no-grad``: the same class tuned as far as its interface allows: batches of 8
   (what we found fastest on this CPU) under ``torch.inference_mode()``; the stronger peer;
-* ``ours-torch``, ``ours-onnx``, ``ours-onnx-int8``: our ``encode_corpus`` (the code path
-  ``pyserini-ext index`` runs: length-sorted batches of the device default, 8 on CPU, tokenizer a
-  batch ahead, shards on disk) with the cards ``all-minilm-l6-v2``, ``-onnx``, ``-onnx-int8``.
+* ``ours-torch``, ``ours-onnx``, ``ours-onnx-int8``, ``ours-onnx-int8-static``: our
+  ``encode_corpus`` (the code path ``pyserini-ext index`` runs: length-sorted batches of the
+  device default, 8 on CPU, tokenizer a batch ahead, shards on disk, thread settings by
+  ``set_cpu_threads`` as the CLI makes them) with the cards ``all-minilm-l6-v2``, ``-onnx``,
+  ``-onnx-int8``, ``-onnx-int8-static``. A condition ``NAME@B`` runs ``NAME`` with batches of
+  ``B`` (``--batch-sizes 8,32`` adds them for both INT8 conditions): dynamic INT8's vectors
+  change with the batch (activation ranges per batch), static INT8's do not (fixed ranges).
 
 Ratios are against the faster Pyserini row.
 
 With the whole corpus, each condition also encodes the 300 test queries with its own query
 side and reports nDCG@10 of exact inner-product search, so speed is read at known effectiveness.
-Model loading (and the one-off ONNX export, cached) is outside the timed region.
+Model loading (and the one-off ONNX export and quantisation, cached) is outside the timed region.
 
-    python benchmarks/encode_throughput.py [--docs N] [--conditions a,b,...]
+``--busy N`` keeps N other processes spinning (``while True: pass``) for the whole run, the
+background load under which thread settings are judged.
+
+    python benchmarks/encode_throughput.py [--docs N] [--conditions a,b,...] [--batch-sizes 8,32] [--busy 1]
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -35,9 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
-CONDITIONS = ("pyserini", "pyserini-b8-no-grad", "ours-torch", "ours-onnx", "ours-onnx-int8")
+CONDITIONS = ("pyserini", "pyserini-b8-no-grad", "ours-torch", "ours-onnx", "ours-onnx-int8",
+              "ours-onnx-int8-static")
 CARDS = {"ours-torch": "all-minilm-l6-v2", "ours-onnx": "all-minilm-l6-v2-onnx",
-         "ours-onnx-int8": "all-minilm-l6-v2-onnx-int8"}
+         "ours-onnx-int8": "all-minilm-l6-v2-onnx-int8", "ours-onnx-int8-static": "all-minilm-l6-v2-onnx-int8-static"}
 PYSERINI_BATCH = {"pyserini": 64, "pyserini-b8-no-grad": 8}
 MAX_LENGTH = 256
 
@@ -77,10 +86,14 @@ def worker(condition: str, n_docs: int | None, out: Path) -> None:
             encode_queries = torch.inference_mode()(encode_queries)
     else:
         from pyserini_ext.encode.base import load_card
+        from pyserini_ext.encode.runtime import set_cpu_threads
         from pyserini_ext.index.dense import encode_corpus, read_shards
 
-        card = load_card(CARDS[condition])
-        encoder, query_encoder = card.document_encoder(), card.query_encoder()
+        name, _, batch = condition.partition("@")
+        set_cpu_threads()  # as the CLI does before it encodes
+        card = load_card(CARDS[name])
+        sizes = {"batch_size": int(batch)} if batch else {}
+        encoder, query_encoder = card.document_encoder(**sizes), card.query_encoder(**sizes)
 
         def encode_docs():
             with tempfile.TemporaryDirectory() as tmp:
@@ -121,6 +134,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, help="encode only the first N documents (default: all 5,183)")
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
+    parser.add_argument("--batch-sizes", help="also run both INT8 conditions at these batch sizes (e.g. 8,32)")
+    parser.add_argument("--busy", type=int, default=0, help="processes kept spinning during the run (background load)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -129,7 +144,21 @@ def main() -> None:
         return
 
     conditions = args.conditions.split(",")
+    for size in (args.batch_sizes.split(",") if args.batch_sizes else []):
+        conditions += [f"{c}@{size}" for c in ("ours-onnx-int8", "ours-onnx-int8-static")
+                       if f"{c}@{size}" not in conditions]
     results = {}
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        run_all(args, conditions, results)
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+    report(args, results)
+
+
+def run_all(args, conditions: list[str], results: dict) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for condition in conditions:
             out = Path(tmp) / condition
@@ -144,17 +173,22 @@ def main() -> None:
                                           np.load(out.with_suffix(".queries.npy")))
             results[condition] = result
 
+
+def report(args, results: dict) -> None:
     peer = max((c for c in results if c.startswith("pyserini")), key=lambda c: results[c]["docs"] / results[c]["seconds"],
                default=None)
     print(f"all-MiniLM-L6-v2, SciFact corpus, {next(iter(results.values()))['docs']} documents, max length "
-          f"{MAX_LENGTH}")
-    print(f"{'condition':18s} {'docs/s':>8s} {'seconds':>8s} {'peak MiB':>9s} {'nDCG@10':>8s} "
+          f"{MAX_LENGTH}, {args.busy} busy background process(es), load average now {os.getloadavg()[0]:.1f}")
+    # loss: nDCG@10 below FP32's (ours-onnx, else the peer: both encode in FP32), in the same run
+    fp32 = next((results[c]["nDCG@10"] for c in ("ours-onnx", peer) if c in results and "nDCG@10" in results[c]), None)
+    print(f"{'condition':25s} {'docs/s':>8s} {'seconds':>8s} {'peak MiB':>9s} {'nDCG@10':>8s} {'loss':>8s} "
           f"{'x ' + (peer or 'peer'):>20s}")
     for condition, r in results.items():
         rate = r["docs"] / r["seconds"]
         ratio = rate / (results[peer]["docs"] / results[peer]["seconds"]) if peer else float("nan")
         ndcg = f"{r['nDCG@10']:.4f}" if "nDCG@10" in r else "-"
-        print(f"{condition:18s} {rate:8.1f} {r['seconds']:8.1f} {r['peak_mib']:9.0f} {ndcg:>8s} {ratio:20.2f}")
+        loss = f"{fp32 - r['nDCG@10']:.4f}" if fp32 is not None and "nDCG@10" in r else "-"
+        print(f"{condition:25s} {rate:8.1f} {r['seconds']:8.1f} {r['peak_mib']:9.0f} {ndcg:>8s} {loss:>8s} {ratio:20.2f}")
 
 
 if __name__ == "__main__":
