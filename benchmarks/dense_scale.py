@@ -8,7 +8,8 @@ For each N and engine:
 
 * build seconds: the index built from the store's vectors and written to disk (ours:
   ``build_dense_index``, which also hashes the file into its manifest; the peers: ``faiss.write_index``);
-  an index already built for the same store is reused and its recorded build time reported;
+  an index already built for the same store is reused and its recorded build time (and the build's
+  peak memory from the earlier row of the JSON) reported;
 * bytes per document: the index folder's files / N (vectors FP32: 1,536 bytes for MiniLM);
 * latency p50/p95: one query at a time, one thread, ``k`` hits, over the first
   ``--latency-queries`` test queries after one warm-up pass (query encoding excluded): wall
@@ -70,14 +71,17 @@ def build(engine: str, store_dir: Path, index_dir: Path) -> dict:
     if engine == "ours-flat":
         from pyserini_ext.index.dense import build_dense_index
 
+        before = (index_dir / "manifest.json").read_text() if (index_dir / "manifest.json").is_file() else None
         build_dense_index(store_dir, index_dir, "flat", built_from={"benchmark": "dense_scale"})
-        manifest = json.loads((index_dir / "manifest.json").read_text())
-        return {"build_s": manifest["build_seconds"], "bytes": folder_bytes(index_dir)}
+        manifest = (index_dir / "manifest.json").read_text()
+        return {"build_s": json.loads(manifest)["build_seconds"], "bytes": folder_bytes(index_dir),
+                "reused": manifest == before}
     meta = index_dir / "meta.json"
     identity = {"source": manifest_digest(store_dir), "engine": engine, "hnsw_m": HNSW_M,
                 "ef_construction": EF_CONSTRUCTION}
     if meta.is_file() and json.loads(meta.read_text())["identity"] == identity:
-        return {"build_s": json.loads(meta.read_text())["build_s"], "bytes": folder_bytes(index_dir)}
+        return {"build_s": json.loads(meta.read_text())["build_s"], "bytes": folder_bytes(index_dir) - meta.stat().st_size,
+                "reused": True}
     start = time.perf_counter()
     store = VectorStore(store_dir)
     vectors = store.vectors()
@@ -93,7 +97,7 @@ def build(engine: str, store_dir: Path, index_dir: Path) -> dict:
     (index_dir / "docid").write_text("".join(d + "\n" for d in store.docids), encoding="utf-8")
     build_s = time.perf_counter() - start
     meta.write_text(json.dumps({"identity": identity, "build_s": build_s}))
-    return {"build_s": build_s, "bytes": folder_bytes(index_dir) - meta.stat().st_size}
+    return {"build_s": build_s, "bytes": folder_bytes(index_dir) - meta.stat().st_size, "reused": False}
 
 
 def search(engine: str, index_dir: Path, queries: np.ndarray, latency_queries: int, k: int, ef_search: int) -> dict:
@@ -230,13 +234,16 @@ def main() -> None:
                    "cpu_p95_ms": found["cpu_p95_ms"], "nDCG@10": found["nDCG@10"],
                    "build_s": built["build_s"], "bytes_per_doc": built["bytes"] / n,
                    "build_peak_mib": built["peak_mib"], "search_peak_mib": found["peak_mib"]}
+            if built["reused"]:  # the build's peak was measured when it was built (kept from that row)
+                row["build_peak_mib"] = rows.get((n, row["engine"]), {}).get("build_peak_mib")
             if engine == "faiss-hnsw":
                 row.update(hnsw_m=HNSW_M, ef_construction=EF_CONSTRUCTION, ef_search=args.ef_search)
             rows[(n, row["engine"])] = row
             print(f"{row['engine']:28s} p50 {row['p50_ms']:8.2f} ms  p95 {row['p95_ms']:8.2f} ms  "
                   f"(CPU {row['cpu_p50_ms']:8.2f} / {row['cpu_p95_ms']:8.2f})  "
                   f"nDCG@10 {row['nDCG@10']:.4f}  build {row['build_s']:7.1f} s  {row['bytes_per_doc']:6.0f} B/doc  "
-                  f"peak build {row['build_peak_mib']:6.0f} MiB, search {row['search_peak_mib']:6.0f} MiB", flush=True)
+                  f"peak build {row['build_peak_mib'] or float('nan'):6.0f} MiB, search {row['search_peak_mib']:6.0f} MiB",
+                  flush=True)
             result = {"benchmark": "dense_scale", "dataset": "beir/scifact test + seeded dense distractors",
                       "encoder": "all-minilm-l6-v2", "noise": 0.05, "seed": 0,
                       "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),

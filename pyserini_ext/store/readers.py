@@ -41,7 +41,8 @@ class VectorStore:
     and :meth:`score_many` scores a batch of queries' candidate lists with one gather and one
     (batched) matrix product. Scoring gathers into a buffer kept per thread: a fresh array of a
     batch's vectors costs a page fault per 4 KiB on first touch, which measured here as most of
-    the gather (1,000 MiniLM rows: 0.5-0.8 ms into a new array, 0.16-0.24 ms into a reused one)."""
+    the gather (1,000 MiniLM rows: 0.5-1.1 ms into a new array, 0.16-0.24 ms into a reused one,
+    wall time on a loaded 2-core machine)."""
 
     #: bytes of gathered vectors per batch in :meth:`score_many`: a batch stays in cache
     #: (measured on 2 cores: larger batches of 1000 MiniLM candidates get slower per query).
