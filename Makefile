@@ -32,10 +32,15 @@ demo-trained: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# Each script times our code and a named peer in the same run and prints the ratios; the
+# scale rows grow SciFact with seeded distractors (docs/scale.md), about an hour in all on 2 cores.
 bench: install
 	$(BIN)/python benchmarks/encode_throughput.py
 	$(BIN)/python benchmarks/search_throughput.py
-	$(BIN)/python benchmarks/rerank_latency.py
+	$(BIN)/python benchmarks/rerank_latency.py --pipeline
+	$(BIN)/python benchmarks/rerank_latency.py --sizes 5183 50000 200000
+	$(BIN)/python benchmarks/dense_scale.py --sizes 5183 50000 200000
+	$(BIN)/python benchmarks/compressed.py
 
 clean:
 	rm -rf $(VENV) work
