@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from pyserini_ext.data.readers import Document
+from pyserini_ext.store.manifest import CIRCUMSTANCES
 
 try:  # through require_ray: it keeps Ray's failure signal handler away from the JVM (set before import)
     from pyserini_ext.distributed import RayMissing, require_ray
@@ -45,13 +46,14 @@ def tiny_corpus(n: int = 70) -> list[Document]:
 
 
 def folder_bytes(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` by relative path; the manifest without its ``created`` time."""
+    """Every file under ``folder`` by relative path; the manifest without when and how fast it was built."""
     out = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         data = path.read_bytes()
         if path.name == "manifest.json":
             manifest = json.loads(data)
-            manifest.pop("created")
+            for key in CIRCUMSTANCES:  # when and how fast it was built
+                manifest.pop(key, None)
             data = json.dumps(manifest, sort_keys=True).encode()
         out[str(path.relative_to(folder))] = data
     return out
