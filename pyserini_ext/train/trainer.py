@@ -270,13 +270,12 @@ class Trainer:
         c = self.config
         if c.data.unsupervised.corpora:
             self.examples, self.texts = unsupervised_pairs(c.data.unsupervised, self.workdir)
-            if c.data.max_lists > 0:
-                self.examples = self.examples[:c.data.max_lists]
         else:
             dataset = get_dataset(c.data.dataset)
             self.examples = mine_examples(dataset, c.data.split, c.data.negatives, self.workdir, self.quiet)
-            if c.data.max_lists > 0:
-                self.examples = self.examples[:c.data.max_lists]
+        if c.data.max_lists > 0:
+            self.examples = self.examples[:c.data.max_lists]
+        if not c.data.unsupervised.corpora:
             self.texts = doc_texts(dataset, (d for e in self.examples for d in e.docids))
         self.teacher_list = None
         if c.loss_name in LIST_LOSSES:
@@ -374,10 +373,10 @@ class Trainer:
         Returns the trained model's folder, or None when stopped early."""
         from tqdm import tqdm
 
-        inputs = self.inputs()
+        self.recorded_inputs = self.inputs()  # once: loading the cards and hashing trained weights is not free
         summary = self.output / "training.json"
         if summary.exists():
-            changed = changed_inputs(json.loads(summary.read_text()), inputs)
+            changed = changed_inputs(json.loads(summary.read_text()), self.recorded_inputs)
             if not changed:
                 log.info("%s: already trained (%s)", self.config.name, self.output)
                 return self.output
@@ -422,7 +421,7 @@ class Trainer:
 
     def finish(self, seconds: float, cpu_seconds: float) -> None:
         """Write the model atomically (a partial folder renamed into place)."""
-        summary = {**self.inputs(), "steps": self.steps, "lists": len(self.examples),
+        summary = {**self.recorded_inputs, "steps": self.steps, "lists": len(self.examples),
                    "losses": self.history, "seconds_this_session": round(seconds, 1),
                    "cpu_seconds_this_session": round(cpu_seconds, 1), "torch": torch.__version__}
         with building(self.output) as partial:
