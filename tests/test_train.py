@@ -228,6 +228,29 @@ def test_cached_teacher_scores_are_recomputed_when_the_teacher_card_changes(tmp_
     np.testing.assert_array_equal(scores_with(256), full)  # the first card's scores, from its own cache entry
 
 
+def test_lists_mined_by_a_card_are_cached_by_what_the_card_is(tmp_path, minilm_path):
+    """Negatives mined by a dense searcher (HN: by the trained student) depend on the card's
+    weights and options, not its name: an edited card (or a retrained student) names another
+    cache file, the same card the same file; BM25 lists keep their old name."""
+    from pyserini_ext.data.datasets import get_dataset
+    from pyserini_ext.train.data import Negatives, lists_path
+
+    dataset = get_dataset("beir/scifact")
+    card = tmp_path / "miner.yaml"
+
+    def path_with(max_doc_length):
+        card.write_text(f"family: dense\nmodel: {{path: {minilm_path}}}\npooling: mean\nnormalize: true\n"
+                        f"max_doc_length: {max_doc_length}\n")
+        negatives = Negatives("rerank", {"first_stage": {"searcher": "dense", "params": {"encoder": str(card)}}})
+        assert negatives.cards() == [str(card)]
+        return lists_path(dataset, "train", negatives, tmp_path)
+
+    full = path_with(256)
+    assert path_with(2) != full
+    assert path_with(256) == full
+    assert Negatives("bm25").cards() == []
+
+
 @pytest.mark.e2e
 def test_a_model_trained_by_another_config_of_the_same_name_is_retrained(workdir, monkeypatch, caplog):
     """A trained model is reused only for the inputs it was trained from: the same config (and

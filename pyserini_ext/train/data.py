@@ -49,6 +49,17 @@ class Negatives:
     count: int = checked(3, ge=1)  # negatives per list
     seed: int = checked(0, ge=0)
 
+    def cards(self) -> list[str]:
+        """The encoder cards the mining searcher names (``encoder`` at any depth of its
+        parameters, e.g. a re-ranker's and its first stage's): the lists change with them."""
+        def walk(params: dict):
+            for key, value in params.items():
+                if key == "encoder" and isinstance(value, str):
+                    yield value
+                elif isinstance(value, dict):
+                    yield from walk(value)
+        return list(walk(self.params))
+
 
 @dataclass(frozen=True)
 class Unsupervised:
@@ -122,8 +133,7 @@ def unsupervised_pairs(unsupervised: Unsupervised, workdir: Path) -> tuple[list[
 
 def mine_examples(dataset: Dataset, split: str, negatives: Negatives, workdir: Path, quiet: bool = True) -> list[Example]:
     """The split's training lists (cached): ``[positive, negative x count]`` per judged positive."""
-    key = json.dumps([dataset.name, dataset.fingerprint(), split, asdict(negatives)], sort_keys=True)
-    path = workdir / "train" / f"lists-{_digest(key)}.jsonl"
+    path = lists_path(dataset, split, negatives, workdir)
     if path.exists():
         return read_examples(path)
     from pyserini_ext.recipes import build_searcher, workspace
@@ -148,6 +158,19 @@ def mine_examples(dataset: Dataset, split: str, negatives: Negatives, workdir: P
     log.info("%d training lists from %d queries (%s negatives) -> %s", len(examples), len(judged),
              negatives.searcher, path)
     return examples
+
+
+def lists_path(dataset: Dataset, split: str, negatives: Negatives, workdir: Path) -> Path:
+    """Where the lists are cached, named by everything that determines them; a card the miner
+    names enters by its identity (not its name): a student retrained or a card edited in place
+    mines other negatives (HN lists mined by a trained student)."""
+    from pyserini_ext.encode.base import load_card
+    from pyserini_ext.recipes import card_identity
+
+    record = [dataset.name, dataset.fingerprint(), split, asdict(negatives)]
+    if cards := negatives.cards():
+        record.append({name: card_identity(load_card(name)) for name in cards})
+    return workdir / "train" / f"lists-{_digest(json.dumps(record, sort_keys=True))}.jsonl"
 
 
 def read_examples(path: Path) -> list[Example]:

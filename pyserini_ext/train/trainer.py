@@ -417,6 +417,7 @@ class Trainer:
         c = self.config
         cards = {role: card_identity(load_card(name)) for role, name in
                  (("student", c.student), ("teacher", c.teacher), ("init", c.init)) if name}
+        cards |= {f"negatives {name}": card_identity(load_card(name)) for name in c.data.negatives.cards()}
         return {"config": dataclasses.asdict(c), "cards": cards}
 
     def finish(self, seconds: float, cpu_seconds: float) -> None:
@@ -460,7 +461,7 @@ def ensure_trained(name: str, workdir: Path | None = None, quiet: bool = False) 
     from pyserini_ext.encode.base import load_card
 
     config = load_config(name)
-    for card_name in (config.student, config.init, config.teacher):
+    for card_name in (config.student, config.init, config.teacher, *config.data.negatives.cards()):
         if card_name and (dependency := load_card(card_name).model.trained) and dependency != name:
             ensure_trained(dependency, workdir, quiet)
     return Trainer(config, workdir, quiet).run()
