@@ -55,6 +55,24 @@ def test_softmax_ce_and_kl_by_hand():
     assert L.listwise_kl(teacher, teacher).item() == pytest.approx(0.0, abs=1e-12)
 
 
+def test_label_smoothing_mixes_the_teacher_with_the_uniform_distribution():
+    """Teacher logits (log 3, 0): p = (3/4, 1/4); eps 0.2 over n = 2 gives (0.7, 0.3). Student
+    logits (0, 0): q = (1/2, 1/2), so the loss is log 2 whatever p is; student (log 4, 0):
+    q = (4/5, 1/5), loss = -(0.7 log 0.8 + 0.3 log 0.2)."""
+    teacher = torch.tensor([[math.log(3.0), 0.0]], dtype=torch.float64)
+    even = torch.zeros(1, 2, dtype=torch.float64)
+    assert L.softmax_ce(even, teacher, label_smoothing=0.2).item() == pytest.approx(math.log(2))
+    student = torch.tensor([[math.log(4.0), 0.0]], dtype=torch.float64)
+    assert L.softmax_ce(student, teacher, label_smoothing=0.2).item() == pytest.approx(
+        -(0.7 * math.log(0.8) + 0.3 * math.log(0.2)))
+    assert L.softmax_ce(student, teacher, label_smoothing=0.0).item() == pytest.approx(
+        -(0.75 * math.log(0.8) + 0.25 * math.log(0.2)))
+    assert L.softmax_ce(student, teacher, label_smoothing=1.0).item() == pytest.approx(
+        -(0.5 * math.log(0.8) + 0.5 * math.log(0.2)))
+    with pytest.raises(ValueError, match="label_smoothing"):
+        L.softmax_ce(student, teacher, label_smoothing=1.5)
+
+
 def test_tct_kl_tempers_only_the_teacher():
     # teacher MaxSim (2 ln 3, 0) / tau=2 -> p = (3/4, 1/4); student dot products (2, 0) untempered
     student, teacher = t([[2, 0]]), t([[2 * math.log(3), 0]])

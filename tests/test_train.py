@@ -4,6 +4,7 @@ falls, that an interrupted run resumes to bit-identical weights, and that the sa
 model encodes through its card exactly as it trained."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -31,6 +32,11 @@ def smoke(name: str, **overrides) -> object:
     ({"student": "all-minilm-l6-v2", "data": {"negatives": {"deep": 3}}}, "unknown key 'data.negatives.deep'"),
     ({"student": "all-minilm-l6-v2", "loss": {"name": "hinge"}}, "key 'loss.name'"),
     ({"student": "all-minilm-l6-v2", "loss": {"name": "margin_mse"}}, "key 'teacher'"),
+    ({"student": "all-minilm-l6-v2", "teacher": "colbert-minilm-l6-v2",
+      "loss": {"name": "softmax_ce", "label_smothing": 0.1}}, "unknown key 'loss.label_smothing'"),
+    ({"student": "all-minilm-l6-v2", "teacher": "colbert-minilm-l6-v2",
+      "loss": {"name": "m3se", "positive": 1}}, "unknown key 'loss.positive'"),
+    ({"student": "all-minilm-l6-v2", "student_layers": -1}, "key 'student_layers'"),
     ({"loss": {"name": "info_nce"}}, "missing key 'student'"),
     ({"student": "all-minilm-l6-v2", "batch_size": 0}, "key 'batch_size'"),
 ])
@@ -115,7 +121,8 @@ def test_loss_falls_and_the_model_encodes_as_trained(workdir, monkeypatch):
     from pyserini_ext.encode.dense import DenseDocumentEncoder
 
     monkeypatch.setenv("PYSERINI_EXT_WORK", str(workdir))
-    config = smoke("smoke-falls")
+    # cut to 3 of MiniLM's 6 layers (student size): the cut model is the one saved and loaded
+    config = smoke("smoke-falls", student_layers=3)
     trainer = Trainer(config, workdir, quiet=True)
     _clean(trainer)
     output = trainer.run()
@@ -125,6 +132,8 @@ def test_loss_falls_and_the_model_encodes_as_trained(workdir, monkeypatch):
     # the saved model, loaded the way a card loads it, encodes exactly as the trained module
     texts = ["Vitamin C deficiency causes scurvy.", "A second, longer document about bone density in mice."]
     encoder = DenseDocumentEncoder(str(output), trainer.model.options)
+    assert json.loads((output / "config.json").read_text())["num_hidden_layers"] == 3
+    assert len(trainer.model.module.transformer.encoder.layer) == 3
     trainer.model.eval()
     with torch.no_grad():
         trained = trainer.model(trainer.model.documents(texts)).numpy()

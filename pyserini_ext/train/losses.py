@@ -70,15 +70,21 @@ def rankdistil_b(student: Tensor, teacher: Tensor, positive: Tensor, gamma0: flo
 
 # --- listwise distillation -----------------------------------------------------------------------
 
-def softmax_ce(student: Tensor, teacher: Tensor, tau: float = 1.0) -> Tensor:
+def softmax_ce(student: Tensor, teacher: Tensor, tau: float = 1.0, label_smoothing: float = 0.0) -> Tensor:
     """Listwise softmax cross-entropy with temperature:
 
         - sum_i p_i log q_i,   p = softmax(t / tau),  q = softmax(s / tau)
 
     per query, averaged over queries. As tau grows, for two candidates
     ``tau^2 dL/ds -> (1/8) d margin_mse/ds`` (Hinton et al.'s high-temperature limit).
+    ``label_smoothing`` eps mixes the teacher's distribution with the uniform one over the
+    list's n candidates, ``p <- (1 - eps) p + eps / n``: a regulariser against copying the
+    teacher's sharpest margins (the distillation study's Tables 8-9).
     """
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must lie in [0, 1], got {label_smoothing}")
     p = F.softmax(teacher / tau, dim=-1)
+    p = (1.0 - label_smoothing) * p + label_smoothing / p.shape[-1]
     return -(p * F.log_softmax(student / tau, dim=-1)).sum(dim=-1).mean()
 
 

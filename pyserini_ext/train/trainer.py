@@ -36,6 +36,7 @@ bit-identical weights. Which lists a step sees depends only on the seed and the 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import random
@@ -86,6 +87,9 @@ class TrainConfig:
     output_card: str = ""
     description: str = ""
     init: str = ""
+    # >0: the student keeps only its transformer's first this many layers (the distillation
+    # study's student size); the saved model has that many, so it loads and encodes as trained.
+    student_layers: int = checked(0, ge=0)
     options: dict = field(default_factory=dict)
     data: DataConfig = DataConfig()
     teacher: str = ""
@@ -133,6 +137,14 @@ def parse_config(raw: dict, name: str, where: str = "<config>") -> TrainConfig:
     if loss.get("name") not in LIST_LOSSES | MATRIX_LOSSES:
         raise ConfigError(f"{where}: key 'loss.name': expected one of {', '.join(sorted(LIST_LOSSES | MATRIX_LOSSES))}, "
                           f"got {loss.get('name')!r}")
+    # The loss's keyword arguments are its settings (tau, label_smoothing, ...): a misspelt one
+    # is refused here, not after the lists are mined and the teacher has scored them.
+    settings = [name for name, parameter in inspect.signature(getattr(losses, loss["name"])).parameters.items()
+                if parameter.default is not inspect.Parameter.empty]
+    for key in loss:
+        if key != "name" and key not in settings:
+            raise ConfigError(f"{where}: unknown key 'loss.{key}' (loss {loss['name']!r} takes: "
+                              f"{', '.join(settings) or 'nothing'})")
     if loss["name"] in TEACHER_LOSSES and not config.teacher:
         raise ConfigError(f"{where}: key 'teacher': loss {loss['name']!r} distils from a teacher; name its card")
     if config.data.unsupervised.corpora:
@@ -155,6 +167,23 @@ def parse_config(raw: dict, name: str, where: str = "<config>") -> TrainConfig:
             except ValueError as err:
                 raise ConfigError(f"{where}: key {key!r}: {err}") from None
     return config
+
+
+def keep_first_layers(model: torch.nn.Module, layers: int, name: str) -> None:
+    """Cut the student's transformer to its first ``layers`` layers (and say so in its config,
+    which ``save_pretrained`` writes: the family then loads the cut model)."""
+    from transformers import PreTrainedModel
+
+    transformer = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
+    stack = getattr(getattr(transformer, "encoder", None), "layer", None)
+    if not isinstance(stack, torch.nn.ModuleList):
+        raise ConfigError(f"training config {name}: key 'student_layers': the student has no layer stack to cut "
+                          f"(encoder.layer of a transformers model)")
+    if layers > len(stack):
+        raise ConfigError(f"training config {name}: key 'student_layers': {layers} is more than the student's "
+                          f"{len(stack)} layers")
+    transformer.encoder.layer = stack[:layers]
+    transformer.config.num_hidden_layers = layers
 
 
 # --- determinism -------------------------------------------------------------------------------
@@ -292,6 +321,8 @@ class Trainer:
         weights = load_card(c.init).model.resolve() if c.init else card.model.resolve()
         seed_everything(c.seed)
         self.model = trainable(card, weights, scorer=c.scorer, k_train=c.k_train, scale=c.score_scale)
+        if c.student_layers:
+            keep_first_layers(self.model, c.student_layers, c.name)
         self.steps = total_steps(len(self.examples), c)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(c.warmup * self.steps), self.steps)
