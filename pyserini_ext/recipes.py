@@ -107,6 +107,8 @@ def card_identity(card) -> str:
     options = dataclasses.asdict(card.options)
     if options.get("calibration", False) is None:  # likewise the static INT8 calibration (int8-static cards only)
         options.pop("calibration")
+    if options.get("projection_dim", None) == 0:  # likewise the dense family's projection (projected cards only)
+        options.pop("projection_dim")
     record = {"family": card.family.name, "options": options, "model": model}
     if card.model.trained:
         folder = trained_model_dir(card.model.trained)

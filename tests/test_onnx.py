@@ -7,6 +7,7 @@ import pytest
 
 from pyserini_ext.data import get_dataset
 from pyserini_ext.encode.base import load_card
+from pyserini_ext.encode.dense import DenseDocumentEncoder, DenseOptions, DenseQueryEncoder, DenseTrainable
 from pyserini_ext.encode.mrl import MrlDocumentEncoder, MrlOptions, MrlQueryEncoder
 from pyserini_ext.encode.runtime import CACHE_ENV, OnnxGraph, build_graph, example_inputs
 from pyserini_ext.encode.tct_colbert import TctColBertDocumentEncoder, TctColBertOptions, TctColBertQueryEncoder
@@ -42,6 +43,21 @@ def test_dense_onnx_equals_torch(sample):
     assert isinstance(onnx_doc.net.graph, OnnxGraph)
     np.testing.assert_allclose(onnx_doc.encode(texts, titles=titles), torch_doc.encode(texts, titles=titles), atol=ATOL)
     torch_q, onnx_q = both(card.query_encoder)
+    np.testing.assert_allclose(onnx_q.encode_batch(queries), torch_q.encode_batch(queries), atol=ATOL)
+
+
+def test_dense_projection_onnx_equals_torch(minilm_path, sample, tmp_path):
+    """The projection is part of the graph: the export returns the projected, normalised vector."""
+    texts, titles, queries = sample
+    DenseTrainable(DenseOptions(projection_dim=8), minilm_path).save(tmp_path)
+    torch_d, onnx_d = both(lambda backend: DenseDocumentEncoder(
+        str(tmp_path), DenseOptions(projection_dim=8, max_doc_length=128, backend=backend)))
+    assert onnx_d.net.graph.path.parent.name.startswith("dense-mean-p8-l2-")
+    got = onnx_d.encode(texts, titles)
+    assert got.shape == (len(texts), 8)
+    np.testing.assert_allclose(got, torch_d.encode(texts, titles), atol=ATOL)
+    torch_q, onnx_q = both(lambda backend: DenseQueryEncoder(str(tmp_path), DenseOptions(projection_dim=8,
+                                                                                        backend=backend)))
     np.testing.assert_allclose(onnx_q.encode_batch(queries), torch_q.encode_batch(queries), atol=ATOL)
 
 

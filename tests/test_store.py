@@ -414,8 +414,10 @@ def test_an_unpinned_card_keeps_the_identity_it_had_before_cards_could_pin_a_rev
     assert pinned.model.revision
     unpinned = dataclasses.replace(pinned, model=dataclasses.replace(pinned.model, revision=None))
     model = {k: v for k, v in dataclasses.asdict(unpinned.model).items() if k != "revision"}
-    # calibration, added later too (static INT8 cards only), stays out of the record when unset
-    options = {k: v for k, v in dataclasses.asdict(unpinned.options).items() if k != "calibration"}
+    # calibration and projection_dim, added later too (static INT8 and projected cards only), stay
+    # out of the record when unset
+    options = {k: v for k, v in dataclasses.asdict(unpinned.options).items()
+               if k not in ("calibration", "projection_dim")}
     record = {"family": "dense", "options": options, "model": model}
     assert card_identity(unpinned) == hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
     assert card_identity(pinned) != card_identity(unpinned)  # pinning another revision rebuilds

@@ -186,6 +186,18 @@ def keep_first_layers(model: torch.nn.Module, layers: int, name: str) -> None:
     transformer.config.num_hidden_layers = layers
 
 
+def student_card(config: TrainConfig):
+    """The student's card with the config's ``options`` over its own (while training only: the
+    output card says what inference uses; e.g. ``projection_dim`` trains the dense family's projection)."""
+    from pyserini_ext.encode.base import load_card
+
+    card = load_card(config.student)
+    try:
+        return dataclasses.replace(card, options=dataclasses.replace(card.options, **config.options))
+    except TypeError as err:
+        raise ConfigError(f"training config {config.name}: key 'options': {err}") from None
+
+
 # --- determinism -------------------------------------------------------------------------------
 
 def seed_everything(seed: int) -> None:
@@ -313,11 +325,7 @@ class Trainer:
         if c.loss_name == "tct_inbatch_kl":
             teacher_card = load_card(c.teacher)
             self.teacher_model = trainable(teacher_card, teacher_card.model.resolve()).eval()  # its own scorer
-        card = load_card(c.student)
-        try:
-            card = dataclasses.replace(card, options=dataclasses.replace(card.options, **c.options))
-        except TypeError as err:
-            raise ConfigError(f"training config {c.name}: key 'options': {err}") from None
+        card = student_card(c)
         weights = load_card(c.init).model.resolve() if c.init else card.model.resolve()
         seed_everything(c.seed)
         self.model = trainable(card, weights, scorer=c.scorer, k_train=c.k_train, scale=c.score_scale)
