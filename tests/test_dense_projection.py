@@ -114,3 +114,22 @@ def test_projection_dim_is_checked(tmp_path):
 
     with pytest.raises(CardError, match=r"projected--1-True\.yaml: key 'projection_dim': must be at least 0, got -1"):
         write_card(tmp_path, "unused", projection_dim=-1)
+
+
+def test_head_learning_rate_puts_the_projection_in_its_own_group(minilm_path):
+    """With head_learning_rate the projection (outside the transformer) trains at its own rate and
+    every transformer weight at learning_rate; without it, one group (old checkpoints resume)."""
+    from pyserini_ext.train.trainer import ConfigError, parameter_groups, parse_config
+
+    model = DenseTrainable(OPTIONS, minilm_path)
+    config = parse_config({"student": "all-minilm-l6-v2", "learning_rate": 3e-5, "head_learning_rate": 1e-3}, "heads")
+    body, heads = parameter_groups(model, config)
+    assert heads["lr"] == 1e-3 and "lr" not in body
+    assert [p is model.module.projection.weight for p in heads["params"]] == [True]
+    assert len(body["params"]) == len(list(model.module.transformer.parameters()))
+    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.learning_rate)
+    assert [g["lr"] for g in optimizer.param_groups] == [3e-5, 1e-3]
+    assert parameter_groups(model, parse_config({"student": "all-minilm-l6-v2"}, "one")) == list(model.parameters())
+    unprojected = DenseTrainable(DenseOptions(max_query_length=16, max_doc_length=32), minilm_path)
+    with pytest.raises(ConfigError, match="head_learning_rate"):
+        parameter_groups(unprojected, config)
