@@ -92,9 +92,12 @@ def _parse_specs(names: list[str]) -> list:
     items = []
     for name in names:
         try:
-            items.append((Path(name).stem, find_spec(name)))
+            spec = find_spec(name)
+            items.append((spec.name, spec))
         except (SpecError, FileNotFoundError, ValueError) as err:
-            items.append((Path(name).stem, err))
+            # a path names the spec by its file's stem; a bare name is the name, dots and all
+            # (Path("...-ls0.1").stem would cut it to "...-ls0", and its results to another folder)
+            items.append((Path(name).stem if name.endswith(".yaml") else name, err))
     return items
 
 

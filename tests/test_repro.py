@@ -88,6 +88,17 @@ def test_every_shipped_spec_displays_commands_the_real_parser_reads_back_as_the_
         assert evaluate.relevance_level == spec.relevance_level
 
 
+def test_a_spec_whose_name_has_a_dot_keeps_it(tmp_path):
+    """``repro run x-ls0.1`` records its results as x-ls0.1: the name was cut at its last dot
+    (``Path(name).stem``), so its results went to x-ls0's folder and its baseline lookups failed."""
+    from pyserini_ext.cli import _parse_specs
+
+    (tmp_path / "x-ls0.1.yaml").write_text((Path(__file__).parents[1] / "regressions" / "scifact-bm25-flat.yaml").read_text())
+    items = _parse_specs([str(tmp_path / "x-ls0.1.yaml"), "scifact-minilm-softmax-ce-ls0.1", "no-such-spec.2"])
+    assert [name for name, _ in items] == ["x-ls0.1", "scifact-minilm-softmax-ce-ls0.1", "no-such-spec.2"]
+    assert items[0][1].name == "x-ls0.1" and isinstance(items[2][1], FileNotFoundError)
+
+
 @pytest.mark.e2e
 def test_impossible_expected_value_exits_non_zero_with_fail(tmp_path, workdir):
     path = write(tmp_path, GOOD.format(expected=0.9), "cacm-impossible.yaml")
