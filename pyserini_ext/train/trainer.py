@@ -174,14 +174,19 @@ def parse_config(raw: dict, name: str, where: str = "<config>") -> TrainConfig:
     return config
 
 
+def transformer_of(model: torch.nn.Module):
+    """The student's transformers model (the first in its module tree), or None."""
+    from transformers import PreTrainedModel
+
+    return next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
+
+
 def parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list:
     """AdamW's parameter groups: one (every parameter at ``learning_rate``), or with a
     ``head_learning_rate`` two: the transformer's parameters, then the rest (the heads)."""
     if not config.head_learning_rate:
         return list(model.parameters())
-    from transformers import PreTrainedModel
-
-    transformer = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
+    transformer = transformer_of(model)
     body = {id(p) for p in transformer.parameters()} if transformer is not None else set()
     heads = [p for p in model.parameters() if id(p) not in body]
     if not heads:
@@ -194,9 +199,7 @@ def parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list:
 def keep_first_layers(model: torch.nn.Module, layers: int, name: str) -> None:
     """Cut the student's transformer to its first ``layers`` layers (and say so in its config,
     which ``save_pretrained`` writes: the family then loads the cut model)."""
-    from transformers import PreTrainedModel
-
-    transformer = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
+    transformer = transformer_of(model)
     stack = getattr(getattr(transformer, "encoder", None), "layer", None)
     if not isinstance(stack, torch.nn.ModuleList):
         raise ConfigError(f"training config {name}: key 'student_layers': the student has no layer stack to cut "
