@@ -55,6 +55,31 @@ def test_softmax_ce_and_kl_by_hand():
     assert L.listwise_kl(teacher, teacher).item() == pytest.approx(0.0, abs=1e-12)
 
 
+def test_minmax_scaled_teacher_with_its_own_temperature_by_hand():
+    """Teacher (7, 3, 5) scales to (1, 0, 1/2); at teacher_tau = 1/ln 3 the target is
+    softmax(ln 3, 0, ln 3 / 2) = (3, 1, sqrt 3) / (4 + sqrt 3). Student (0.2, 0, 0.1) at
+    tau = 0.1: q = (e^2, 1, e) / (1 + e + e^2). The scaling makes the target the same for any
+    teacher of the same order and proportions (7, 3, 5 -> 70, 30, 50 or 1, -7, -3)."""
+    teacher, student = t([[7, 3, 5]]), t([[0.2, 0, 0.1]])
+    z = 4 + math.sqrt(3)
+    p = [3 / z, 1 / z, math.sqrt(3) / z]
+    zq = 1 + math.e + math.e ** 2
+    q = [math.e ** 2 / zq, 1 / zq, math.e / zq]
+    expected = sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
+    for scaled in (teacher, 10 * teacher, 2 * teacher - 13):
+        got = L.listwise_kl(student, scaled, tau=0.1, teacher_tau=1 / math.log(3), teacher_scaling="minmax")
+        assert got.item() == pytest.approx(expected, rel=1e-9)
+    # a list the teacher scores all alike is a uniform target, not a division by zero
+    flat = L.listwise_kl(student, t([[2, 2, 2]]), tau=0.1, teacher_tau=0.5, teacher_scaling="minmax")
+    assert flat.item() == pytest.approx(sum(math.log((1 / 3) / qi) / 3 for qi in q), rel=1e-9)
+    # a learnt tau is a tensor, and its gradient flows
+    tau = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
+    L.listwise_kl(student, teacher, tau=tau, teacher_tau=1 / math.log(3), teacher_scaling="minmax").backward()
+    assert tau.grad is not None and tau.grad.item() != 0.0
+    with pytest.raises(ValueError, match="teacher_scaling"):
+        L.listwise_kl(student, teacher, teacher_scaling="min-max")
+
+
 def test_label_smoothing_mixes_the_teacher_with_the_uniform_distribution():
     """Teacher logits (log 3, 0): p = (3/4, 1/4); eps 0.2 over n = 2 gives (0.7, 0.3). Student
     logits (0, 0): q = (1/2, 1/2), so the loss is log 2 whatever p is; student (log 4, 0):

@@ -27,6 +27,11 @@ def smoke(name: str, **overrides) -> object:
     return parse_config(raw, name)
 
 
+KD_CONFIG_II = {"scorer": "xtr", "k_train_stack": [16, 64], "options": {"doc_length": 32},
+                "teacher": "colbert-minilm-l6-v2", "temperature_learning_rate": 0.05,
+                "loss": {"name": "listwise_kl", "tau": 0.05, "teacher_tau": 0.2, "teacher_scaling": "minmax"}}
+
+
 @pytest.mark.parametrize("raw, message", [
     ({"student": "all-minilm-l6-v2", "lr": 1}, "unknown key 'lr'"),
     ({"student": "all-minilm-l6-v2", "data": {"negatives": {"deep": 3}}}, "unknown key 'data.negatives.deep'"),
@@ -39,6 +44,16 @@ def smoke(name: str, **overrides) -> object:
     ({"student": "all-minilm-l6-v2", "student_layers": -1}, "key 'student_layers'"),
     ({"loss": {"name": "info_nce"}}, "missing key 'student'"),
     ({"student": "all-minilm-l6-v2", "batch_size": 0}, "key 'batch_size'"),
+    ({"student": "colbert-minilm-l6-v2", "teacher": "colbert-minilm-l6-v2", "loss": {"name": "listwise_kl"},
+      "k_train_stack": [32, 64]}, "key 'k_train_stack': .*needs scorer: xtr"),
+    ({"student": "colbert-minilm-l6-v2", "teacher": "colbert-minilm-l6-v2", "loss": {"name": "listwise_kl"},
+      "scorer": "xtr", "k_train": 64, "k_train_stack": [32, 64]}, "key 'k_train_stack'"),
+    ({"student": "colbert-minilm-l6-v2", "loss": {"name": "info_nce"}, "scorer": "xtr",
+      "k_train_stack": [32, 64]}, "key 'k_train_stack': stacks a list loss"),
+    ({"student": "all-minilm-l6-v2", "teacher": "colbert-minilm-l6-v2", "loss": {"name": "listwise_kl", "tau": 0.1},
+      "temperature_learning_rate": 0.01}, "key 'temperature_learning_rate': .*teacher_tau"),
+    ({"student": "all-minilm-l6-v2", "teacher": "colbert-minilm-l6-v2", "loss": {"name": "softmax_ce"},
+      "temperature_learning_rate": 0.01}, "key 'temperature_learning_rate'"),
 ])
 def test_config_errors_name_the_file_and_key(raw, message):
     with pytest.raises(ConfigError, match=message) as err:
@@ -148,6 +163,8 @@ def test_loss_falls_and_the_model_encodes_as_trained(workdir, monkeypatch):
                           "grad_cache_chunk": 4, "accumulation": 2, "batch_size": 2}),
     ("colbert-minilm-l6-v2", {"scorer": "xtr", "k_train": 64, "options": {"doc_length": 32}}),
     ("mrl-minilm-l6-v2", {"teacher": "colbert-minilm-l6-v2", "loss": {"name": "mrl_listwise"}}),
+    # the XTR study's distillation configuration: stacked k_train, min-max teacher, learnt tau
+    ("colbert-minilm-l6-v2", KD_CONFIG_II),
 ])
 def test_interrupted_training_resumes_bit_exactly(workdir, monkeypatch, student, overrides):
     monkeypatch.setenv("PYSERINI_EXT_WORK", str(workdir))
@@ -164,6 +181,59 @@ def test_interrupted_training_resumes_bit_exactly(workdir, monkeypatch, student,
     assert resumed.history == straight.history
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    if overrides.get("temperature_learning_rate"):
+        assert torch.equal(straight.log_temperature, resumed.log_temperature)
+        learnt = json.loads((resumed.output / "training.json").read_text())["learnt_tau"]
+        assert learnt == pytest.approx(resumed.log_temperature.exp().item())
+        assert abs(learnt - overrides["loss"]["tau"]) > 1e-5  # trained (4 steps: it went down, then back up)
+    _clean(straight)
+    _clean(resumed)
+
+
+@pytest.mark.e2e
+def test_the_stacked_xtr_loss_is_the_mean_of_its_single_k_losses(workdir, monkeypatch):
+    """The first micro-batch's loss (dropout off) with k_train_stack [16, 256] is the mean of
+    the losses of the same model with k_train 16 and with k_train 256, which differ."""
+    monkeypatch.setenv("PYSERINI_EXT_WORK", str(workdir))
+    base = {key: value for key, value in KD_CONFIG_II.items() if key != "k_train_stack"}
+
+    def first_loss(**overrides) -> float:
+        trainer = Trainer(smoke("smoke-stack", student="colbert-minilm-l6-v2", **base, **overrides), workdir, quiet=True)
+        trainer.prepare()
+        trainer.model.eval()
+        return trainer.micro_batch_loss(step_batches(len(trainer.examples), trainer.config, 0)[0], 1.0)
+
+    few, many = first_loss(k_train=16), first_loss(k_train=256)
+    assert abs(few - many) > 1e-3
+    assert first_loss(k_train_stack=[16, 256]) == pytest.approx((few + many) / 2, rel=1e-5)
+
+
+@pytest.mark.e2e
+def test_a_checkpoint_from_before_a_new_config_field_resumes(workdir, monkeypatch):
+    """A checkpoint records the config it was written by; one written before a field existed
+    (here: without k_train_stack) resumes when the field is at its default, to the weights of a
+    straight run, and one written by another value of a field is still refused."""
+    monkeypatch.setenv("PYSERINI_EXT_WORK", str(workdir))
+    straight = Trainer(smoke("smoke-old-straight", epochs=2), workdir, quiet=True)
+    _clean(straight)
+    straight.run()
+    interrupted = Trainer(smoke("smoke-old-checkpoint", epochs=2), workdir, quiet=True)
+    _clean(interrupted)
+    assert interrupted.run(stop_after=2) is None
+    state = torch.load(interrupted.checkpoint_path, weights_only=True)
+    del state["config"]["k_train_stack"]
+    torch.save(state, interrupted.checkpoint_path)
+    resumed = Trainer(smoke("smoke-old-checkpoint", epochs=2), workdir, quiet=True)
+    resumed.run()
+    assert resumed.history == straight.history
+    assert all(torch.equal(a, b) for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()))
+    _clean(resumed)
+    assert Trainer(smoke("smoke-old-checkpoint", epochs=2), workdir, quiet=True).run(stop_after=2) is None
+    state = torch.load(resumed.checkpoint_path, weights_only=True)
+    state["config"]["learning_rate"] = 3e-5
+    torch.save(state, resumed.checkpoint_path)
+    with pytest.raises(ValueError, match="different config"):
+        Trainer(smoke("smoke-old-checkpoint", epochs=2), workdir, quiet=True).run()
     _clean(straight)
     _clean(resumed)
 

@@ -236,10 +236,12 @@ class ColbertTrainable(Trainable):
         inputs = self.net.token_ids(texts, o.doc_marker, o.doc_prompt, o.doc_length, False)
         return {**as_tensors(inputs), "keep": torch.as_tensor(self.net.keep_mask(inputs))}
 
-    def score(self, q: torch.Tensor, d: torch.Tensor, d_inputs) -> torch.Tensor:
+    def score(self, q: torch.Tensor, d: torch.Tensor, d_inputs, k_train: int = 0) -> torch.Tensor:
+        """``B x N``; ``k_train`` > 0 scores by XTR at that k_train instead of the view's own
+        (the trainer's stacked multi-k' loss)."""
         keep = d_inputs["keep"].to(d.device)
         if self.scorer == "xtr":
-            return self.scale * scores.xtr_scores(q, d, keep, self.k_train)
+            return self.scale * scores.xtr_scores(q, d, keep, k_train or self.k_train)
         return self.scale * scores.maxsim_scores(q, d, keep)
 
     def save(self, folder: Path) -> None:

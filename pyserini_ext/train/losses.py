@@ -88,11 +88,30 @@ def softmax_ce(student: Tensor, teacher: Tensor, tau: float = 1.0, label_smoothi
     return -(p * F.log_softmax(student / tau, dim=-1)).sum(dim=-1).mean()
 
 
-def listwise_kl(student: Tensor, teacher: Tensor, tau: float = 1.0) -> Tensor:
-    """``KL(p || q) = sum_i p_i (log p_i - log q_i)`` with ``p = softmax(t / tau)``,
+TEACHER_SCALINGS = ("none", "minmax")
+
+
+def listwise_kl(student: Tensor, teacher: Tensor, tau: float | Tensor = 1.0, teacher_tau: float = 0.0,
+                teacher_scaling: str = "none") -> Tensor:
+    """``KL(p || q) = sum_i p_i (log p_i - log q_i)`` with ``p = softmax(t / tau_t)``,
     ``q = softmax(s / tau)``; per query, averaged. Same gradient as :func:`softmax_ce`
-    (they differ by the teacher's entropy), zero when the distributions agree."""
-    log_p = F.log_softmax(teacher / tau, dim=-1)
+    (they differ by the teacher's entropy), zero when the distributions agree.
+
+    ``tau_t`` is ``teacher_tau``, or ``tau`` when 0. ``teacher_scaling="minmax"`` first maps
+    each query's teacher scores to ``(t - min t) / (max t - min t)`` (all 0 when they are
+    equal: a uniform target), so ``tau_t`` sets the target's sharpness whatever the teacher's
+    score range: the XTR replicability study's distillation configuration scales the teacher
+    this way and learns the student's ``tau`` (a tensor here; the trainer's
+    ``temperature_learning_rate``).
+    """
+    if teacher_scaling not in TEACHER_SCALINGS:
+        raise ValueError(f"teacher_scaling must be one of {TEACHER_SCALINGS}, got {teacher_scaling!r}")
+    if teacher_scaling == "minmax":
+        low = teacher.amin(dim=-1, keepdim=True)
+        spread = teacher.amax(dim=-1, keepdim=True) - low
+        teacher = torch.where(spread > 0, (teacher - low) / spread.clamp(min=torch.finfo(teacher.dtype).tiny),
+                              torch.zeros_like(teacher))
+    log_p = F.log_softmax(teacher / (teacher_tau or tau), dim=-1)
     return (log_p.exp() * (log_p - F.log_softmax(student / tau, dim=-1))).sum(dim=-1).mean()
 
 

@@ -16,12 +16,14 @@ optional gradient caching, driven by a YAML config (``training/NAME.yaml``)::
     loss: {name: margin_mse}         # a function of pyserini_ext.train.losses and its keyword arguments
     scorer: maxsim                   # colbert students: maxsim | xtr (with k_train)
     k_train: 0
+    k_train_stack: []                # xtr: the list loss averaged over the scores at each of these k_train
     score_scale: 1.0                 # multiplies the student's scores (cosine students want ~20)
     batch_size: 8                    # lists per micro-batch
     accumulation: 1                  # micro-batches per optimizer step
     grad_cache_chunk: 0              # >0: encode in chunks of this many texts with gradient caching
     learning_rate: 2.0e-5
     head_learning_rate: 0            # >0: another rate for parameters outside the transformer (heads)
+    temperature_learning_rate: 0     # >0: the loss's tau is learnt, at this rate
     warmup: 0.1                      # fraction of steps with a linear warm-up
     epochs: 1
     max_steps: 0                     # >0: stop after this many optimizer steps
@@ -40,6 +42,7 @@ import dataclasses
 import inspect
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -97,6 +100,10 @@ class TrainConfig:
     loss: dict = field(default_factory=lambda: {"name": "info_nce"})
     scorer: str = ""
     k_train: int = checked(0, ge=0)
+    # XTR's stacked multi-k' loss (the XTR replicability study's distillation configuration): the
+    # list loss is the mean of the losses of the student's XTR scores at each of these k_train, so
+    # the student learns to rank with few and with many retrieved tokens; k_train is then unset.
+    k_train_stack: tuple[int, ...] = ()
     score_scale: float = checked(1.0, gt=0)
     batch_size: int = checked(8, ge=1)
     accumulation: int = checked(1, ge=1)
@@ -106,6 +113,10 @@ class TrainConfig:
     # mean and variance heads). They start untrained, and at a fine-tuning rate of 3e-5 for 60
     # steps AdamW moves each weight by at most ~0.002: they would hardly leave their start.
     head_learning_rate: float = checked(0.0, ge=0, le=1)
+    # >0: the loss's ``tau`` (the student's temperature) is a parameter, learnt in log space from the
+    # config's value at this rate, without weight decay; training.json records where it ended. A
+    # scalar needs a rate far above a fine-tuning rate to move at all in a few dozen steps.
+    temperature_learning_rate: float = checked(0.0, ge=0, le=1)
     weight_decay: float = checked(0.01, ge=0)
     warmup: float = checked(0.1, ge=0, le=1)  # a fraction of the steps
     epochs: int = checked(1, ge=1)
@@ -150,6 +161,21 @@ def parse_config(raw: dict, name: str, where: str = "<config>") -> TrainConfig:
         if key != "name" and key not in settings:
             raise ConfigError(f"{where}: unknown key 'loss.{key}' (loss {loss['name']!r} takes: "
                               f"{', '.join(settings) or 'nothing'})")
+    if config.k_train_stack:
+        if config.scorer != "xtr" or config.k_train or min(config.k_train_stack) <= 0:
+            raise ConfigError(f"{where}: key 'k_train_stack': stacks the xtr scorer's k_train values (each > 0): "
+                              f"needs scorer: xtr and no k_train, got scorer {config.scorer!r}, k_train "
+                              f"{config.k_train}, k_train_stack {list(config.k_train_stack)}")
+        if loss["name"] not in LIST_LOSSES:
+            raise ConfigError(f"{where}: key 'k_train_stack': stacks a list loss ({', '.join(sorted(LIST_LOSSES))}); "
+                              f"got {loss['name']!r}")
+    if config.temperature_learning_rate:
+        # A learnt tau must temper the student's scores only: were it the teacher's too, flattening
+        # both distributions towards uniform would drive the loss down without learning anything.
+        if not (loss["name"] == "info_nce" or (loss["name"] == "listwise_kl" and loss.get("teacher_tau"))):
+            raise ConfigError(f"{where}: key 'temperature_learning_rate': a learnt tau must temper the student's "
+                              f"scores only: info_nce's tau, or listwise_kl's with a fixed loss.teacher_tau; "
+                              f"got loss {dict(loss)}")
     if loss["name"] in TEACHER_LOSSES and not config.teacher:
         raise ConfigError(f"{where}: key 'teacher': loss {loss['name']!r} distils from a teacher; name its card")
     if config.data.unsupervised.corpora:
@@ -353,12 +379,18 @@ class Trainer:
         card = student_card(c)
         weights = load_card(c.init).model.resolve() if c.init else card.model.resolve()
         seed_everything(c.seed)
-        self.model = trainable(card, weights, scorer=c.scorer, k_train=c.k_train, scale=c.score_scale)
+        self.model = trainable(card, weights, scorer=c.scorer, k_train=c.k_train or max(c.k_train_stack, default=0),
+                               scale=c.score_scale)
         if c.student_layers:
             keep_first_layers(self.model, c.student_layers, c.name)
         self.steps = total_steps(len(self.examples), c)
-        self.optimizer = torch.optim.AdamW(parameter_groups(self.model, c), lr=c.learning_rate,
-                                           weight_decay=c.weight_decay)
+        groups = parameter_groups(self.model, c)
+        self.log_temperature = None
+        if c.temperature_learning_rate:
+            self.log_temperature = torch.nn.Parameter(torch.tensor(math.log(c.loss_args.get("tau", 1.0))))
+            groups = [{"params": groups}] if not isinstance(groups[0], dict) else groups
+            groups.append({"params": [self.log_temperature], "lr": c.temperature_learning_rate, "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(groups, lr=c.learning_rate, weight_decay=c.weight_decay)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(c.warmup * self.steps), self.steps)
         self.step, self.history = 0, []
 
@@ -372,6 +404,8 @@ class Trainer:
         state = {"step": self.step, "history": self.history, "model": self.model.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                  "rng": rng_state(), "config": dataclasses.asdict(self.config)}
+        if self.log_temperature is not None:
+            state["log_temperature"] = self.log_temperature.detach().clone()
         with open_atomic(self.checkpoint_path, "wb") as f:
             torch.save(state, f)
 
@@ -385,9 +419,14 @@ class Trainer:
             raise ConfigError(f"{self.checkpoint_path}: not a checkpoint this trainer wrote "
                               f"({type(err).__name__}: {' '.join(str(err).split())[:200]}); "
                               f"delete it to start over") from None
-        if state["config"] != dataclasses.asdict(self.config):
+        # A key the checkpoint lacks takes its default (a field added since, left at its default).
+        if _with_defaults(state["config"], dataclasses.asdict(TrainConfig(name="", student=""))) != \
+                dataclasses.asdict(self.config):
             raise ValueError(f"{self.checkpoint_path} was written by a different config; delete it to start over")
         self.model.load_state_dict(state["model"])
+        if self.log_temperature is not None:
+            with torch.no_grad():
+                self.log_temperature.copy_(state["log_temperature"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
@@ -403,6 +442,9 @@ class Trainer:
         d_inputs = model.documents([self.texts[d] for e in examples for d in e.docids])
 
         def loss_of(q: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+            if c.k_train_stack:
+                stacked = [self.loss(model.score(q, d, d_inputs, k_train=k), indices, n) for k in c.k_train_stack]
+                return scale * torch.stack(stacked).mean()
             return scale * self.loss(model.score(q, d, d_inputs), indices, n)
 
         if c.grad_cache_chunk > 0:
@@ -416,22 +458,25 @@ class Trainer:
         c = self.config
         fn = getattr(losses, c.loss_name)
         b = len(indices)
+        args = c.loss_args
+        if self.log_temperature is not None:
+            args = {**args, "tau": self.log_temperature.exp()}
         if c.loss_name == "info_nce":
-            return fn(scores, torch.arange(b, device=scores.device) * n, **c.loss_args)
+            return fn(scores, torch.arange(b, device=scores.device) * n, **args)
         if c.loss_name == "tct_inbatch_kl":
             with torch.no_grad():
                 teacher = self.teacher_model
                 t_d = self.teacher_model.documents([self.texts[d] for i in indices for d in self.examples[i].docids])
                 t_scores = teacher.score(teacher(teacher.queries([self.examples[i].query for i in indices])),
                                          teacher(t_d), t_d)
-            return fn(scores, t_scores.to(scores.device), **c.loss_args)
+            return fn(scores, t_scores.to(scores.device), **args)
         own = own_lists(scores, n)
         teacher = self.teacher_list[torch.as_tensor(indices)].to(scores.device)
         if c.loss_name in ("m3se", "rankdistil_b"):
             positive = torch.zeros_like(own, dtype=torch.bool)
             positive[:, 0] = True
-            return fn(own, teacher, positive, **c.loss_args)
-        return fn(own, teacher, **c.loss_args)
+            return fn(own, teacher, positive, **args)
+        return fn(own, teacher, **args)
 
     def run(self, stop_after: int | None = None) -> Path | None:
         """Train to the end (or stop after ``stop_after`` steps, checkpointed: for resume tests).
@@ -490,6 +535,8 @@ class Trainer:
         summary = {**self.recorded_inputs, "steps": self.steps, "lists": len(self.examples),
                    "losses": self.history, "seconds_this_session": round(seconds, 1),
                    "cpu_seconds_this_session": round(cpu_seconds, 1), "torch": torch.__version__}
+        if self.log_temperature is not None:
+            summary["learnt_tau"] = self.log_temperature.exp().item()
         with building(self.output) as partial:
             self.model.save(partial)
             (partial / "training.json").write_text(json.dumps(summary, indent=1))
