@@ -190,6 +190,39 @@ def test_interrupted_training_resumes_bit_exactly(workdir, monkeypatch, student,
     _clean(resumed)
 
 
+def test_a_record_from_before_a_field_existed_is_not_stale():
+    """A model recorded before k_train_stack (a tuple) existed counts as trained from the same
+    config while the field is at its default; a record as JSON writes it compares equal."""
+    from pyserini_ext.train.trainer import changed_inputs
+
+    config = dataclasses.asdict(smoke("x"))
+    recorded = json.loads(json.dumps({"config": config}))
+    del recorded["config"]["k_train_stack"]
+    assert changed_inputs(recorded, {"config": config, "cards": {}}) == []
+    stacked = dataclasses.asdict(smoke("x", student="colbert-minilm-l6-v2", **KD_CONFIG_II))
+    assert changed_inputs(json.loads(json.dumps({"config": stacked})), {"config": stacked, "cards": {}}) == []
+    assert changed_inputs(recorded, {"config": stacked, "cards": {}}) != []
+
+
+@pytest.mark.e2e
+def test_a_trained_model_whose_config_holds_a_list_is_reused(workdir, monkeypatch, caplog):
+    """training.json records the config as JSON, where k_train_stack's tuple comes back as a list:
+    the same config must still count as unchanged (it was retrained on every run)."""
+    import logging
+
+    monkeypatch.setenv("PYSERINI_EXT_WORK", str(workdir))
+    config = smoke("smoke-list-config", student="colbert-minilm-l6-v2", epochs=1, **KD_CONFIG_II)
+    first = Trainer(config, workdir, quiet=True)
+    _clean(first)
+    output = first.run()
+    written = (output / "training.json").stat().st_mtime_ns
+    with caplog.at_level(logging.WARNING, logger="pyserini_ext.train.trainer"):
+        assert Trainer(config, workdir, quiet=True).run() == output
+    assert "trained from other inputs" not in caplog.text
+    assert (output / "training.json").stat().st_mtime_ns == written
+    _clean(first)
+
+
 @pytest.mark.e2e
 def test_the_stacked_xtr_loss_is_the_mean_of_its_single_k_losses(workdir, monkeypatch):
     """The first micro-batch's loss (dropout off) with k_train_stack [16, 256] is the mean of

@@ -548,13 +548,18 @@ def changed_inputs(recorded: dict, inputs: dict) -> list[str]:
     name, cards by role. A model recorded before cards were (no ``cards``) is judged by its config."""
     # A key the record lacks takes its default: a field added to the schema later, left at its
     # default, does not make every model trained before it stale (as card_identity's revision).
-    old = _with_defaults(recorded.get("config", {}), dataclasses.asdict(TrainConfig(name="", student="")))
-    new = inputs["config"]
+    # Both sides as JSON has them (a tuple, such as k_train_stack, is recorded as a list).
+    old = _as_json(_with_defaults(recorded.get("config", {}), dataclasses.asdict(TrainConfig(name="", student=""))))
+    new = _as_json(inputs["config"])
     changed = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
     if "cards" in recorded:
         changed += [f"{role} card" for role in sorted(set(recorded["cards"]) | set(inputs["cards"]))
                     if recorded["cards"].get(role) != inputs["cards"].get(role)]
     return changed
+
+
+def _as_json(value):
+    return json.loads(json.dumps(value))
 
 
 def _with_defaults(recorded: dict, defaults: dict) -> dict:
