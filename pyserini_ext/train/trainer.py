@@ -460,7 +460,7 @@ class Trainer:
         b = len(indices)
         args = c.loss_args
         if self.log_temperature is not None:
-            args = {**args, "tau": self.log_temperature.exp()}
+            args = {**args, "tau": self.log_temperature.exp().to(scores.device)}  # the parameter stays on the CPU
         if c.loss_name == "info_nce":
             return fn(scores, torch.arange(b, device=scores.device) * n, **args)
         if c.loss_name == "tct_inbatch_kl":
