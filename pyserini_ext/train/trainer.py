@@ -419,9 +419,7 @@ class Trainer:
             raise ConfigError(f"{self.checkpoint_path}: not a checkpoint this trainer wrote "
                               f"({type(err).__name__}: {' '.join(str(err).split())[:200]}); "
                               f"delete it to start over") from None
-        # A key the checkpoint lacks takes its default (a field added since, left at its default).
-        if _with_defaults(state["config"], dataclasses.asdict(TrainConfig(name="", student=""))) != \
-                dataclasses.asdict(self.config):
+        if _comparable(state["config"]) != _comparable(dataclasses.asdict(self.config)):
             raise ValueError(f"{self.checkpoint_path} was written by a different config; delete it to start over")
         self.model.load_state_dict(state["model"])
         if self.log_temperature is not None:
@@ -548,9 +546,7 @@ def changed_inputs(recorded: dict, inputs: dict) -> list[str]:
     name, cards by role. A model recorded before cards were (no ``cards``) is judged by its config."""
     # A key the record lacks takes its default: a field added to the schema later, left at its
     # default, does not make every model trained before it stale (as card_identity's revision).
-    # Both sides as JSON has them (a tuple, such as k_train_stack, is recorded as a list).
-    old = _as_json(_with_defaults(recorded.get("config", {}), dataclasses.asdict(TrainConfig(name="", student=""))))
-    new = _as_json(inputs["config"])
+    old, new = _comparable(recorded.get("config", {})), _comparable(inputs["config"])
     changed = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
     if "cards" in recorded:
         changed += [f"{role} card" for role in sorted(set(recorded["cards"]) | set(inputs["cards"]))
@@ -558,8 +554,11 @@ def changed_inputs(recorded: dict, inputs: dict) -> list[str]:
     return changed
 
 
-def _as_json(value):
-    return json.loads(json.dumps(value))
+def _comparable(config: dict) -> dict:
+    """A recorded config (a checkpoint's or training.json's) as today's schema would write it: a
+    key it lacks takes its default (a field added since), and as JSON has it (a tuple, such as
+    k_train_stack, is recorded as a list)."""
+    return json.loads(json.dumps(_with_defaults(config, dataclasses.asdict(TrainConfig(name="", student="")))))
 
 
 def _with_defaults(recorded: dict, defaults: dict) -> dict:
