@@ -190,6 +190,35 @@ def test_interrupted_training_resumes_bit_exactly(workdir, monkeypatch, student,
     _clean(resumed)
 
 
+@pytest.mark.e2e
+def test_a_checkpoint_that_cannot_be_written_says_so_and_keeps_the_last_one(workdir, monkeypatch):
+    """A full disk made torch.save fail with "unexpected pos 207572352 vs 207572240" (CI, 2026-12-07).
+    A file-size limit makes the same short write happen here: the error names the checkpoint and
+    the free space, and the checkpoint already on disk is the one a rerun resumes from."""
+    import resource
+    import signal
+
+    monkeypatch.setenv("PYSERINI_EXT_WORK", str(workdir))
+    trainer = Trainer(smoke("smoke-full-disk", epochs=2), workdir, quiet=True)
+    _clean(trainer)
+    assert trainer.run(stop_after=2) is None
+    before = trainer.checkpoint_path.read_bytes()
+    trainer.step += 1  # a later state, so a successful write would differ
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG, not a signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, limits[1]))
+    try:
+        with pytest.raises(OSError, match=r"checkpoint\.pt: could not write the checkpoint at step 3 "
+                                          r"\(\d+\.\d GiB free on its disk; the previous checkpoint is kept\)"):
+            trainer.save_checkpoint()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert trainer.checkpoint_path.read_bytes() == before
+    assert sorted(p.name for p in trainer.state_dir.iterdir()) == ["checkpoint.pt"]  # no temporary left
+    _clean(trainer)
+
+
 def test_a_record_from_before_a_field_existed_is_not_stale():
     """A model recorded before k_train_stack (a tuple) existed counts as trained from the same
     config while the field is at its default; a record as JSON writes it compares equal."""

@@ -44,6 +44,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -406,8 +407,14 @@ class Trainer:
                  "rng": rng_state(), "config": dataclasses.asdict(self.config)}
         if self.log_temperature is not None:
             state["log_temperature"] = self.log_temperature.detach().clone()
-        with open_atomic(self.checkpoint_path, "wb") as f:
-            torch.save(state, f)
+        try:
+            with open_atomic(self.checkpoint_path, "wb") as f:
+                torch.save(state, f)
+        except (OSError, RuntimeError) as err:  # torch reports a short write as "unexpected pos"
+            free = shutil.disk_usage(self.state_dir).free / 2**30
+            raise OSError(f"{self.checkpoint_path}: could not write the checkpoint at step {self.step} "
+                          f"({free:.1f} GiB free on its disk; the previous checkpoint is kept): "
+                          f"{' '.join(str(err).split())[:200]}") from err
 
     def load_checkpoint(self) -> None:
         """Continue from the checkpoint, when there is one."""
