@@ -142,3 +142,9 @@ def from_mapping(cls: type, raw: Any, where: str, error: type[Exception], prefix
         return cls(**values)
     except (TypeError, ValueError) as err:  # the dataclass's own cross-field checks (__post_init__)
         raise error(f"{where}: {prefix.rstrip('.') + ': ' if prefix else ''}{err}") from None
+
+
+def one_line(err: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line, cut to ``limit`` characters: torch and pickle errors
+    span lines, and an error we raise names the file in a single line."""
+    return " ".join(str(err).split())[:limit]

@@ -30,7 +30,7 @@ from pyserini_ext import scores
 from pyserini_ext.encode.base import EncoderFamily, from_pretrained, masked_mean
 from pyserini_ext.encode.runtime import Inputs, RuntimeOptions, build_graph, example_inputs, run_batches, tokenize
 from pyserini_ext.train.models import Trainable, as_tensors, single_scorer
-from pyserini_ext.schema import checked
+from pyserini_ext.schema import checked, one_line
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def load_projection(model: str, hidden: int, dim: int, *, new: bool = False) -> 
     try:  # weights_only: a tensor file never runs code when read
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 (torch raises UnpicklingError, RuntimeError, EOFError...)
-        raise ValueError(f"{path}: not a projection file ({type(err).__name__}: {' '.join(str(err).split())[:200]})") \
+        raise ValueError(f"{path}: not a projection file ({type(err).__name__}: {one_line(err)})") \
             from None
     weight = state.get("weight") if isinstance(state, dict) else None
     if not isinstance(weight, torch.Tensor):

@@ -56,7 +56,7 @@ import torch
 from pyserini_ext.config import read_yaml_mapping
 from pyserini_ext.paths import safe_name, trained_model_dir, work_dir
 from pyserini_ext.resources import find_resource, resource_names
-from pyserini_ext.schema import InputError, checked, from_mapping
+from pyserini_ext.schema import InputError, checked, from_mapping, one_line
 from pyserini_ext.store.atomic import building, open_atomic
 from pyserini_ext.train import losses
 from pyserini_ext.train.data import Negatives, Unsupervised
@@ -414,7 +414,7 @@ class Trainer:
             free = shutil.disk_usage(self.state_dir).free / 2**30
             raise OSError(f"{self.checkpoint_path}: could not write the checkpoint at step {self.step} "
                           f"({free:.1f} GiB free on its disk; the previous checkpoint is kept): "
-                          f"{' '.join(str(err).split())[:200]}") from err
+                          f"{one_line(err)}") from err
 
     def load_checkpoint(self) -> None:
         """Continue from the checkpoint, when there is one."""
@@ -424,7 +424,7 @@ class Trainer:
             state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 (torch raises UnpicklingError, RuntimeError, EOFError...)
             raise ConfigError(f"{self.checkpoint_path}: not a checkpoint this trainer wrote "
-                              f"({type(err).__name__}: {' '.join(str(err).split())[:200]}); "
+                              f"({type(err).__name__}: {one_line(err)}); "
                               f"delete it to start over") from None
         if _comparable(state["config"]) != _comparable(dataclasses.asdict(self.config)):
             raise ValueError(f"{self.checkpoint_path} was written by a different config; delete it to start over")
